@@ -1,0 +1,667 @@
+//! The p2p server: the peer set, static-node dialing, inbound accepting and the peer sessions.
+//!
+//! Limits follow geth's p2p.Server: at most `maxpeers` peers, a third of them dialed
+//! (`maxpeers / 3`), the rest inbound; static nodes are re-dialed no sooner than the redial
+//! delay after the previous attempt started (geth's dial history, 35 s).
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::cli::Config;
+use crate::dialer::{self, Plan, Transport};
+use crate::identity::{NodeKey, NodeRecord, PublicId};
+use crate::log::{debug, info, warn};
+use crate::metrics::{Meters, PeerGauges};
+use crate::wire::{self, Counters, DiscReason, Frame, Hello};
+
+pub type NodeId = [u8; 32];
+
+/// One TCP connection, kept after it closes: the ground truth that tests compare against.
+#[derive(Debug)]
+pub struct Connection {
+    pub id: u64,
+    pub inbound: bool,
+    /// How an outbound connection was made; `None` for inbound (the relay cannot know).
+    pub transport: Option<Transport>,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub counters: Arc<Counters>,
+    pub opened_unix_ms: u64,
+    state: Mutex<ConnState>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct ConnState {
+    peer_id: Option<String>,
+    became_peer: bool,
+    closed_unix_ms: Option<u64>,
+    end_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Inbound,
+    Outbound { is_static: bool },
+}
+
+struct PeerEntry {
+    info: Value,
+    conn_id: u64,
+    inbound: bool,
+    disconnect: watch::Sender<Option<DiscReason>>,
+}
+
+struct StaticEntry {
+    url: String,
+    task: JoinHandle<()>,
+}
+
+/// The running relay.
+pub struct Node {
+    config: Config,
+    local_record: NodeRecord,
+    local_id: NodeId,
+    pub meters: Meters,
+    peers: Mutex<HashMap<NodeId, PeerEntry>>,
+    statics: Mutex<HashMap<NodeId, StaticEntry>>,
+    trusted: Mutex<HashSet<NodeId>>,
+    peer_removed: Notify,
+    ledger: Mutex<Vec<Arc<Connection>>>,
+    next_conn_id: AtomicU64,
+    started: Instant,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+impl Node {
+    pub fn new(config: Config, key: &NodeKey, local_record: NodeRecord) -> Arc<Node> {
+        let local_id = key.public_id().node_id();
+        Arc::new(Node {
+            config,
+            local_record,
+            local_id,
+            meters: Meters::default(),
+            peers: Mutex::new(HashMap::new()),
+            statics: Mutex::new(HashMap::new()),
+            trusted: Mutex::new(HashSet::new()),
+            peer_removed: Notify::new(),
+            ledger: Mutex::new(Vec::new()),
+            next_conn_id: AtomicU64::new(1),
+            started: Instant::now(),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn local_record(&self) -> &NodeRecord {
+        &self.local_record
+    }
+
+    fn max_dialed(&self) -> usize {
+        self.config.max_peers / 3
+    }
+
+    fn max_inbound(&self) -> usize {
+        self.config.max_peers - self.max_dialed()
+    }
+
+    pub fn peer_gauges(&self) -> PeerGauges {
+        let peers = self.peers.lock().unwrap();
+        let inbound = peers.values().filter(|peer| peer.inbound).count() as u64;
+        PeerGauges {
+            total: peers.len() as u64,
+            inbound,
+            outbound: peers.len() as u64 - inbound,
+        }
+    }
+
+    /// `admin_peers`: geth's []PeerInfo, ordered by node id as geth's PeersInfo sorts them.
+    pub fn peers_info(&self) -> Vec<Value> {
+        let peers = self.peers.lock().unwrap();
+        let trusted = self.trusted.lock().unwrap();
+        let mut ids: Vec<&NodeId> = peers.keys().collect();
+        ids.sort();
+        ids.into_iter()
+            .map(|id| {
+                let mut info = peers[id].info.clone();
+                info["network"]["trusted"] = json!(trusted.contains(id));
+                info
+            })
+            .collect()
+    }
+
+    /// Starts dialing every static node from the command line.
+    pub fn start_static_dials(self: &Arc<Self>) {
+        for record in self.config.static_nodes.clone() {
+            self.add_static(record);
+        }
+    }
+
+    /// `admin_addPeer`: keep this node connected (a no-op if it is already static).
+    pub fn add_static(self: &Arc<Self>, record: NodeRecord) {
+        let id = record.id.node_id();
+        if id == self.local_id {
+            return;
+        }
+        let mut statics = self.statics.lock().unwrap();
+        if statics.contains_key(&id) {
+            return;
+        }
+        let node = Arc::clone(self);
+        let url = record.url_v4();
+        let task = tokio::spawn(async move { node.static_dial_loop(record).await });
+        statics.insert(id, StaticEntry { url, task });
+    }
+
+    /// `admin_removePeer`: forget the static node and drop the peer if connected.
+    pub fn remove_peer(&self, id: NodeId) {
+        if let Some(entry) = self.statics.lock().unwrap().remove(&id) {
+            debug!("Removed static node", "url" => entry.url);
+            entry.task.abort();
+        }
+        if let Some(peer) = self.peers.lock().unwrap().get(&id) {
+            let _ = peer.disconnect.send(Some(DiscReason::Requested));
+        }
+    }
+
+    pub fn add_trusted(&self, id: NodeId) {
+        self.trusted.lock().unwrap().insert(id);
+    }
+
+    pub fn remove_trusted(&self, id: NodeId) {
+        self.trusted.lock().unwrap().remove(&id);
+    }
+
+    fn is_connected(&self, id: &NodeId) -> bool {
+        self.peers.lock().unwrap().contains_key(id)
+    }
+
+    fn outbound_count(&self) -> usize {
+        self.peers
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|peer| !peer.inbound)
+            .count()
+    }
+
+    async fn static_dial_loop(self: Arc<Self>, record: NodeRecord) {
+        let id = record.id.node_id();
+        let mut last_attempt: Option<Instant> = None;
+        loop {
+            // Wait while connected; a removal wakes every waiter and each one re-checks.
+            loop {
+                let removed = self.peer_removed.notified();
+                tokio::pin!(removed);
+                removed.as_mut().enable();
+                if !self.is_connected(&id) {
+                    break;
+                }
+                removed.await;
+            }
+            if let Some(last) = last_attempt {
+                tokio::time::sleep_until((last + self.config.redial).into()).await;
+            }
+            if self.is_connected(&id) {
+                continue;
+            }
+            if self.outbound_count() >= self.max_dialed() {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            last_attempt = Some(Instant::now());
+            Arc::clone(&self).dial(&record).await;
+        }
+    }
+
+    /// One dial task: TorDialer decision, transport, then the session in its own task.
+    async fn dial(self: Arc<Self>, record: &NodeRecord) {
+        Meters::mark(&self.meters.dials);
+        let dest = hex::encode(record.id.node_id());
+        let counters = Arc::new(Counters::default());
+        let result: std::io::Result<(TcpStream, Transport)> = match dialer::plan(
+            self.config.dial_mode,
+            record,
+        ) {
+            Plan::Reject(text) => {
+                if text.starts_with("only-onion") {
+                    info!("TorDialer rejecting clearnet-only peer in only-onion mode", "id" => dest);
+                }
+                Err(std::io::Error::other(text))
+            }
+            Plan::Clearnet(endpoint) => dialer::dial_tcp(endpoint, self.config.dial_source)
+                .await
+                .map(|stream| (stream, Transport::Clearnet)),
+            Plan::Tor {
+                proxy,
+                onion,
+                port,
+                fallback,
+                only_onion,
+            } => {
+                info!("TorDialer attempting Tor connection", "id" => dest, "onion" => onion);
+                match dialer::dial_socks5(proxy, &onion, port, &counters).await {
+                    Ok(stream) => {
+                        info!("TorDialer Tor connection successful", "id" => dest);
+                        Ok((stream, Transport::Tor))
+                    }
+                    Err(error) => {
+                        info!("TorDialer SOCKS5 dial failed", "id" => dest, "error" => error);
+                        match fallback {
+                            Some(endpoint) => {
+                                info!("TorDialer falling back to clearnet", "id" => dest, "addr" => endpoint);
+                                // The failed proxy socket's bytes belong to a closed socket.
+                                counters.sent.store(0, Ordering::Relaxed);
+                                counters.received.store(0, Ordering::Relaxed);
+                                dialer::dial_tcp(endpoint, self.config.dial_source)
+                                    .await
+                                    .map(|stream| (stream, Transport::Clearnet))
+                            }
+                            None if only_onion => Err(std::io::Error::other(format!(
+                                "failed to connect via Tor in only-onion mode: {error}"
+                            ))),
+                            None => Err(std::io::Error::other(format!(
+                                "Tor connection failed and no clearnet fallback available: {error}"
+                            ))),
+                        }
+                    }
+                }
+            }
+        };
+        match result {
+            Ok((stream, transport)) => {
+                let is_static = self
+                    .statics
+                    .lock()
+                    .unwrap()
+                    .contains_key(&record.id.node_id());
+                tokio::spawn(Arc::clone(&self).run_connection(
+                    stream,
+                    Direction::Outbound { is_static },
+                    Some(transport),
+                    Some(record.clone()),
+                    counters,
+                ));
+            }
+            Err(error) => {
+                Meters::mark(&self.meters.dials_error_connection);
+                debug!("Dial error", "id" => dest, "err" => error);
+            }
+        }
+    }
+
+    /// Accepts inbound connections until the listener fails.
+    pub async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    Meters::mark(&self.meters.serves);
+                    tokio::spawn(Arc::clone(&self).run_connection(
+                        stream,
+                        Direction::Inbound,
+                        None,
+                        None,
+                        Arc::new(Counters::default()),
+                    ));
+                }
+                Err(error) => {
+                    warn!("Accept error", "err" => error);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    fn hello(&self) -> Hello {
+        Hello {
+            public_key: self.local_record.id.to_hex(),
+            name: self.config.name.clone(),
+            caps: vec!["eth/68".into(), "eth/69".into()],
+        }
+    }
+
+    /// Handshake, admission checks, session; records the connection from open to close.
+    async fn run_connection(
+        self: Arc<Self>,
+        stream: TcpStream,
+        direction: Direction,
+        transport: Option<Transport>,
+        dialed: Option<NodeRecord>,
+        counters: Arc<Counters>,
+    ) {
+        let (Ok(local), Ok(remote)) = (stream.local_addr(), stream.peer_addr()) else {
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = Arc::new(Connection {
+            id: self.next_conn_id.fetch_add(1, Ordering::Relaxed),
+            inbound: direction == Direction::Inbound,
+            transport,
+            local,
+            remote,
+            counters,
+            opened_unix_ms: unix_ms(),
+            state: Mutex::new(ConnState::default()),
+        });
+        self.ledger.lock().unwrap().push(Arc::clone(&conn));
+        let (mut reader, mut writer) = stream.into_split();
+        let end_reason = match self
+            .handshake_and_admit(&conn, &mut reader, &mut writer, direction, dialed)
+            .await
+        {
+            Err(reason) => reason,
+            Ok((id, disconnect)) => {
+                let reason = session(
+                    &mut reader,
+                    &mut writer,
+                    &conn.counters,
+                    disconnect,
+                    self.config.msg_interval,
+                    self.config.msg_size,
+                )
+                .await;
+                self.drop_peer(id, &conn);
+                reason
+            }
+        };
+        drain(&mut reader, &mut writer, &conn.counters).await;
+        drop((reader, writer));
+        let mut state = conn.state.lock().unwrap();
+        state.closed_unix_ms = Some(unix_ms());
+        state.end_reason = Some(end_reason);
+    }
+
+    async fn handshake_and_admit(
+        &self,
+        conn: &Connection,
+        reader: &mut tokio::net::tcp::OwnedReadHalf,
+        writer: &mut tokio::net::tcp::OwnedWriteHalf,
+        direction: Direction,
+        dialed: Option<NodeRecord>,
+    ) -> Result<(NodeId, watch::Receiver<Option<DiscReason>>), String> {
+        let exchange = async {
+            wire::write_counted(writer, &wire::encode_hello(&self.hello()), &conn.counters).await?;
+            wire::read_frame(reader, &conn.counters).await
+        };
+        let hello = match tokio::time::timeout(wire::HANDSHAKE_TIMEOUT, exchange).await {
+            Err(_) => return Err("handshake timeout".into()),
+            Ok(Err(error)) => return Err(format!("handshake failed: {error}")),
+            Ok(Ok(Frame::Hello(hello))) => hello,
+            Ok(Ok(Frame::Disconnect(reason))) => {
+                return Err(format!(
+                    "remote disconnected during handshake: reason {reason}"
+                ))
+            }
+            Ok(Ok(Frame::Traffic(_))) => return Err("traffic before hello".into()),
+        };
+        let remote_key = PublicId::from_hex(&hello.public_key)
+            .map_err(|error| format!("bad remote key: {error}"))?;
+        let id = remote_key.node_id();
+        let reject = |reason: DiscReason| async move {
+            let _ =
+                wire::write_counted(writer, &wire::encode_disconnect(reason), &conn.counters).await;
+            Err(format!("rejected: {reason:?}"))
+        };
+        if let Some(record) = &dialed {
+            if record.id.node_id() != id {
+                return reject(DiscReason::UnexpectedIdentity).await;
+            }
+        }
+        let (disconnect_tx, disconnect_rx) = watch::channel(None);
+        let admitted = {
+            let mut peers = self.peers.lock().unwrap();
+            let trusted = self.trusted.lock().unwrap().contains(&id);
+            let inbound_count = peers.values().filter(|peer| peer.inbound).count();
+            let verdict = if id == self.local_id {
+                Err(DiscReason::SelfConnection)
+            } else if !trusted && peers.len() >= self.config.max_peers {
+                Err(DiscReason::TooManyPeers)
+            } else if !trusted
+                && direction == Direction::Inbound
+                && inbound_count >= self.max_inbound()
+            {
+                Err(DiscReason::TooManyPeers)
+            } else if peers.contains_key(&id) {
+                Err(DiscReason::AlreadyConnected)
+            } else {
+                Ok(())
+            };
+            verdict.map(|()| {
+                let info = self.peer_info(conn, &hello, &remote_key, direction, dialed.as_ref());
+                peers.insert(
+                    id,
+                    PeerEntry {
+                        info,
+                        conn_id: conn.id,
+                        inbound: direction == Direction::Inbound,
+                        disconnect: disconnect_tx,
+                    },
+                );
+            })
+        };
+        if let Err(reason) = admitted {
+            return reject(reason).await;
+        }
+        {
+            let mut state = conn.state.lock().unwrap();
+            state.peer_id = Some(hex::encode(id));
+            state.became_peer = true;
+        }
+        if direction == Direction::Inbound {
+            Meters::mark(&self.meters.serves_success);
+        } else {
+            Meters::mark(&self.meters.dials_success);
+        }
+        info!("Adding p2p peer", "peercount" => self.peers.lock().unwrap().len(), "id" => hex::encode(&id[..8]),
+              "conn" => if direction == Direction::Inbound { "inbound" } else { "dyndial" }, "addr" => conn.remote, "name" => hello.name);
+        Ok((id, disconnect_rx))
+    }
+
+    fn drop_peer(&self, id: NodeId, conn: &Connection) {
+        let removed = {
+            let mut peers = self.peers.lock().unwrap();
+            match peers.get(&id) {
+                Some(peer) if peer.conn_id == conn.id => peers.remove(&id),
+                _ => None,
+            }
+        };
+        if let Some(peer) = removed {
+            let lifetime_ms = unix_ms().saturating_sub(conn.opened_unix_ms);
+            if lifetime_ms >= 60_000 {
+                Meters::mark(if peer.inbound {
+                    &self.meters.serves_success_1min
+                } else {
+                    &self.meters.dials_success_1min
+                });
+            }
+            info!("Removing p2p peer", "id" => hex::encode(&id[..8]), "duration_ms" => lifetime_ms);
+            self.peer_removed.notify_waiters();
+        }
+    }
+
+    /// geth's PeerInfo; an inbound peer's enode is built from the connection (nodeFromConn).
+    fn peer_info(
+        &self,
+        conn: &Connection,
+        hello: &Hello,
+        remote_key: &PublicId,
+        direction: Direction,
+        dialed: Option<&NodeRecord>,
+    ) -> Value {
+        let record = match dialed {
+            Some(record) => record.clone(),
+            // geth's nodeFromConn: the connection's remote IP and port, seq 0, no ENR.
+            None => NodeRecord {
+                id: *remote_key,
+                ip: Some(conn.remote.ip()),
+                tcp: Some(conn.remote.port()),
+                udp: Some(conn.remote.port()),
+                onion3: None,
+                enr: None,
+                seq: 0,
+            },
+        };
+        let mut info = json!({
+            "enode": record.url_v4(),
+            "id": hex::encode(remote_key.node_id()),
+            "name": hello.name,
+            "caps": hello.caps,
+            "network": {
+                "localAddress": conn.local.to_string(),
+                "remoteAddress": conn.remote.to_string(),
+                "inbound": direction == Direction::Inbound,
+                "trusted": false,
+                "static": matches!(direction, Direction::Outbound { is_static: true }),
+            },
+            "protocols": { "eth": { "network": 1, "relay": true } },
+        });
+        if record.seq > 0 {
+            if let Some(enr) = &record.enr {
+                info["enr"] = json!(enr);
+            }
+        }
+        info
+    }
+
+    /// `labrelay_connections`: every connection since start with its exact byte counts.
+    pub fn connections(&self) -> Vec<ConnectionReport> {
+        self.ledger
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|conn| {
+                let state = conn.state.lock().unwrap().clone();
+                ConnectionReport {
+                    id: conn.id,
+                    inbound: conn.inbound,
+                    transport: conn.transport,
+                    local_address: conn.local.to_string(),
+                    remote_address: conn.remote.to_string(),
+                    peer_id: state.peer_id,
+                    became_peer: state.became_peer,
+                    open: state.closed_unix_ms.is_none(),
+                    opened_unix_ms: conn.opened_unix_ms,
+                    closed_unix_ms: state.closed_unix_ms,
+                    end_reason: state.end_reason,
+                    bytes_sent: conn.counters.sent(),
+                    bytes_received: conn.counters.received(),
+                }
+            })
+            .collect()
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+/// Ground truth about one connection (lab extension, not part of gethrelay's API).
+#[derive(Debug, Serialize)]
+pub struct ConnectionReport {
+    pub id: u64,
+    pub inbound: bool,
+    pub transport: Option<Transport>,
+    pub local_address: String,
+    pub remote_address: String,
+    pub peer_id: Option<String>,
+    pub became_peer: bool,
+    pub open: bool,
+    pub opened_unix_ms: u64,
+    pub closed_unix_ms: Option<u64>,
+    pub end_reason: Option<String>,
+    /// Every byte written to the socket, SOCKS negotiation included.
+    pub bytes_sent: u64,
+    /// Every byte read from the socket, SOCKS replies included.
+    pub bytes_received: u64,
+}
+
+/// Closes our side with a FIN and reads until the peer closes too (bounded), so that no byte
+/// is left unread in the receive buffer: unread bytes would turn the close into an RST and
+/// make the kernel's byte counts differ from ours.
+async fn drain(
+    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    counters: &Counters,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = writer.shutdown().await;
+    let mut buf = vec![0u8; 16 * 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Ok(n) = reader.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            counters.received.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    })
+    .await;
+}
+
+/// Exchanges traffic frames until either side ends; returns why it ended.
+async fn session(
+    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    counters: &Counters,
+    mut disconnect: watch::Receiver<Option<DiscReason>>,
+    interval: Option<Duration>,
+    msg_size: usize,
+) -> String {
+    let read_side = async {
+        loop {
+            match wire::read_frame(reader, counters).await {
+                Ok(Frame::Traffic(_)) => {}
+                Ok(Frame::Disconnect(reason)) => {
+                    return format!("remote disconnect: reason {reason}")
+                }
+                Ok(Frame::Hello(_)) => return "protocol error: second hello".to_string(),
+                Err(error) => return format!("read: {error}"),
+            }
+        }
+    };
+    let write_side = async {
+        let traffic = wire::encode_traffic(msg_size);
+        let mut ticker = interval.map(tokio::time::interval);
+        loop {
+            let tick = async {
+                match ticker.as_mut() {
+                    Some(ticker) => {
+                        ticker.tick().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tick => {
+                    if let Err(error) = wire::write_counted(writer, &traffic, counters).await {
+                        return format!("write: {error}");
+                    }
+                }
+                changed = disconnect.changed() => {
+                    let reason = changed.ok().and_then(|()| *disconnect.borrow()).unwrap_or(DiscReason::Requested);
+                    let _ = wire::write_counted(writer, &wire::encode_disconnect(reason), counters).await;
+                    return format!("local disconnect: {reason:?}");
+                }
+            }
+        }
+    };
+    tokio::select! {
+        reason = read_side => reason,
+        reason = write_side => reason,
+    }
+}
