@@ -2,7 +2,11 @@
 //!
 //! Used by integration tests and by `cargo xtask lab`; never linked into the relaywatch sidecar.
 
+pub mod lab;
 pub mod process;
+pub mod relays;
+pub mod rpc;
+pub mod signals;
 pub mod tornet;
 
 use std::path::PathBuf;
