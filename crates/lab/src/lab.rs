@@ -19,15 +19,22 @@ pub struct LabSpec {
     pub dir: Option<PathBuf>,
     /// Extra flags for every labrelay (e.g. a shorter `--lab.redial-ms` in tests).
     pub relay_args: Vec<String>,
+    /// The labrelay binary; default: found next to the running executable.
+    pub labrelay_binary: Option<PathBuf>,
 }
 
 impl LabSpec {
     /// The production fleet's shape: clearnet ×3, prefer-tor ×4, only-onion ×3.
     pub fn fleet() -> LabSpec {
         LabSpec {
-            relays: vec![(Mode::Clearnet, 3), (Mode::PreferTor, 4), (Mode::OnlyOnion, 3)],
+            relays: vec![
+                (Mode::Clearnet, 3),
+                (Mode::PreferTor, 4),
+                (Mode::OnlyOnion, 3),
+            ],
             dir: None,
             relay_args: Vec::new(),
+            labrelay_binary: None,
         }
     }
 }
@@ -54,12 +61,17 @@ impl Lab {
                 (None, dir.clone())
             }
             None => {
-                let temp = tempfile::Builder::new().prefix("relaywatch-lab-").tempdir()?;
+                let temp = tempfile::Builder::new()
+                    .prefix("relaywatch-lab-")
+                    .tempdir()?;
                 let path = temp.path().to_path_buf();
                 (Some(temp), path)
             }
         };
-        let binary = crate::workspace_binary("labrelay")?;
+        let binary = match &spec.labrelay_binary {
+            Some(binary) => binary.clone(),
+            None => crate::workspace_binary("labrelay")?,
+        };
         let subnet = relays::random_subnet();
         let mut plans = Vec::new();
         for (mode, count) in &spec.relays {
@@ -116,7 +128,10 @@ impl Lab {
     }
 
     fn of_mode(&self, mode: Mode) -> Vec<&Relay> {
-        self.relays.iter().filter(|relay| relay.spec.mode == mode).collect()
+        self.relays
+            .iter()
+            .filter(|relay| relay.spec.mode == mode)
+            .collect()
     }
 
     /// Peers the fleet the way operators do, each pair dialed once (by the earlier relay):
@@ -229,7 +244,11 @@ impl Lab {
                 };
                 out.push_str(&format!(
                     "    {} {:<13} {} remoteAddress {}\n",
-                    if network["inbound"].as_bool() == Some(true) { "<-" } else { "->" },
+                    if network["inbound"].as_bool() == Some(true) {
+                        "<-"
+                    } else {
+                        "->"
+                    },
                     names.get(id).copied().unwrap_or("?"),
                     route,
                     network["remoteAddress"].as_str().unwrap_or_default(),

@@ -39,3 +39,18 @@ pub fn workspace_binary(name: &str) -> Result<PathBuf> {
         "cannot find the `{name}` binary (looked in {candidates:?}); build it with `cargo build -p {name}` or set LAB_BIN_DIR"
     )
 }
+
+/// Whether a test that needs Debian's `tor` can run: prints why it skips when `tor` is
+/// missing, and panics instead when `CI` is set (a skipped test in CI would hide a failure).
+pub fn tor_available_or_skip(test: &str) -> bool {
+    match tornet::find_tor() {
+        Ok(_) => true,
+        Err(error) if std::env::var_os("CI").is_some() => {
+            panic!("{test}: {error:#} (CI is set, so this test may not be skipped)")
+        }
+        Err(error) => {
+            eprintln!("skipped: {test}: {error:#}; `cargo xtask test` installs it");
+            false
+        }
+    }
+}
