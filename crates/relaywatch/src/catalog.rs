@@ -1,0 +1,192 @@
+//! The metric catalog: every series relaywatch exports, with kind, help and labels, in one table.
+//!
+//! Registration, the exposition encoder, docs and the deploy bundle's checks all read names
+//! from here, so a rename breaks a test instead of a dashboard. Names the PRD fixes without
+//! `_total` (`p2p_ingress_tor`, …) are counters all the same: they are cumulative byte counts.
+
+/// Prometheus metric kinds as written on `# TYPE` lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        }
+    }
+}
+
+/// One metric family.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+    /// Label names; every label's values come from a closed set (see `labels`).
+    pub labels: &'static [&'static str],
+}
+
+const fn metric(
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    labels: &'static [&'static str],
+) -> Metric {
+    Metric {
+        name,
+        kind,
+        help,
+        labels,
+    }
+}
+
+pub const PEERS_TOR: Metric = metric(
+    "p2p_peers_tor",
+    Kind::Gauge,
+    "Connected peers that reached the relay over Tor.",
+    &["direction"],
+);
+pub const PEERS_CLEARNET: Metric = metric(
+    "p2p_peers_clearnet",
+    Kind::Gauge,
+    "Connected peers that reached the relay over clearnet.",
+    &["direction"],
+);
+pub const INGRESS_TOR: Metric = metric(
+    "p2p_ingress_tor",
+    Kind::Counter,
+    "Bytes received from peers connected over Tor (kernel socket counters).",
+    &[],
+);
+pub const EGRESS_TOR: Metric = metric(
+    "p2p_egress_tor",
+    Kind::Counter,
+    "Bytes sent to peers connected over Tor (kernel socket counters).",
+    &[],
+);
+pub const INGRESS_CLEARNET: Metric = metric(
+    "p2p_ingress_clearnet",
+    Kind::Counter,
+    "Bytes received from peers connected over clearnet (kernel socket counters).",
+    &[],
+);
+pub const EGRESS_CLEARNET: Metric = metric(
+    "p2p_egress_clearnet",
+    Kind::Counter,
+    "Bytes sent to peers connected over clearnet (kernel socket counters).",
+    &[],
+);
+pub const CLEARNET_LEAKS: Metric = metric(
+    "relaywatch_clearnet_leaks_total",
+    Kind::Counter,
+    "Clearnet peer connections seen while the relay runs in only-onion mode.",
+    &[],
+);
+pub const LEAK_REMOVALS: Metric = metric(
+    "relaywatch_leak_removals_total",
+    Kind::Counter,
+    "Leaking clearnet peers removed with admin_removePeer (only with --enforce).",
+    &["result"],
+);
+pub const ONION_FALLBACK_PEERS: Metric = metric(
+    "relaywatch_onion_fallback_peers",
+    Kind::Gauge,
+    "Connected peers whose enode names an onion address but that are connected over clearnet.",
+    &[],
+);
+pub const SOURCE_UP: Metric = metric(
+    "relaywatch_source_up",
+    Kind::Gauge,
+    "Whether the last poll of the source succeeded (1) or failed (0).",
+    &["source"],
+);
+pub const SOURCE_LAST_SUCCESS: Metric = metric(
+    "relaywatch_source_last_success_timestamp_seconds",
+    Kind::Gauge,
+    "Unix time of the source's last successful poll.",
+    &["source"],
+);
+pub const SOURCE_POLL_DURATION: Metric = metric(
+    "relaywatch_source_poll_duration_seconds",
+    Kind::Gauge,
+    "Duration of the source's last poll.",
+    &["source"],
+);
+pub const BUILD_INFO: Metric = metric(
+    "relaywatch_build_info",
+    Kind::Gauge,
+    "Always 1; the version label says which relaywatch is running.",
+    &["version"],
+);
+
+/// Every family, in exposition order.
+pub const ALL: &[Metric] = &[
+    PEERS_TOR,
+    PEERS_CLEARNET,
+    INGRESS_TOR,
+    EGRESS_TOR,
+    INGRESS_CLEARNET,
+    EGRESS_CLEARNET,
+    CLEARNET_LEAKS,
+    LEAK_REMOVALS,
+    ONION_FALLBACK_PEERS,
+    SOURCE_UP,
+    SOURCE_LAST_SUCCESS,
+    SOURCE_POLL_DURATION,
+    BUILD_INFO,
+];
+
+/// The closed set of values each label may take (except `version`, which is ours).
+pub mod labels {
+    pub const DIRECTION: [&str; 2] = ["inbound", "outbound"];
+    pub const SOURCE: [&str; 3] = ["relay", "sockets", "tor"];
+    pub const REMOVAL_RESULT: [&str; 2] = ["ok", "error"];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_valid_and_documented() {
+        let mut seen = std::collections::HashSet::new();
+        for metric in ALL {
+            assert!(seen.insert(metric.name), "{} twice", metric.name);
+            assert!(
+                metric
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{}",
+                metric.name
+            );
+            assert!(
+                metric.help.ends_with('.') && metric.help.len() > 10,
+                "{}",
+                metric.name
+            );
+            for label in metric.labels {
+                for forbidden in ["ip", "addr", "enode", "onion", "peer", "id"] {
+                    assert!(!label.contains(forbidden), "{}: label {label}", metric.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn prd_names_are_kept() {
+        let names: Vec<&str> = ALL.iter().map(|metric| metric.name).collect();
+        for prd in [
+            "p2p_peers_tor",
+            "p2p_peers_clearnet",
+            "p2p_ingress_tor",
+            "p2p_egress_tor",
+        ] {
+            assert!(names.contains(&prd), "{prd}");
+        }
+    }
+}

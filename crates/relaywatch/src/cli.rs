@@ -1,0 +1,189 @@
+//! Command line and environment: every flag is defined here once, with its `RELAYWATCH_*` variable.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::classify::TorEndpoints;
+
+/// Tor-aware monitoring for gethrelay: peers, traffic and Tor dials, measured from outside the relay.
+#[derive(Debug, Parser)]
+#[command(name = "relaywatch", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the sidecar exporter next to one gethrelay (same pod, same network namespace).
+    Exporter(ExporterArgs),
+}
+
+/// The relay's deployment mode, as the pod label `relaywatch.io/mode` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    Clearnet,
+    PreferTor,
+    OnlyOnion,
+}
+
+/// Log verbosity; only `debug` prints peer addresses (leak audit lines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExporterArgs {
+    /// The relay's deployment mode; in only-onion mode every clearnet peer is a leak.
+    #[arg(long, env = "RELAYWATCH_MODE", value_enum)]
+    pub mode: Mode,
+
+    /// Remove leaking clearnet peers with admin_removePeer (only-onion mode).
+    #[arg(long, env = "RELAYWATCH_ENFORCE")]
+    pub enforce: bool,
+
+    /// The relay's admin API (gethrelay `--admin`), never its RPC proxy on 8545.
+    #[arg(
+        long,
+        env = "RELAYWATCH_RELAY_ADMIN_URL",
+        default_value = "http://127.0.0.1:8546"
+    )]
+    pub relay_admin_url: String,
+
+    /// The relay's `--tor-proxy` address: outbound peers with this remote address came through Tor.
+    #[arg(long, env = "RELAYWATCH_TOR_PROXY", default_value = "127.0.0.1:9050")]
+    pub tor_proxy: SocketAddr,
+
+    /// Source addresses of the Tor daemon's connections: inbound peers from them came through the onion service.
+    #[arg(
+        long,
+        env = "RELAYWATCH_TOR_SOURCE_ADDRS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1,::1"
+    )]
+    pub tor_source_addr: Vec<IpAddr>,
+
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, env = "RELAYWATCH_LISTEN", default_value = "0.0.0.0:9476")]
+    pub listen: SocketAddr,
+
+    /// How often the relay and the kernel are polled, e.g. `500ms`, `2s`.
+    #[arg(long, env = "RELAYWATCH_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+
+    /// Log level; peer addresses appear only at `debug`.
+    #[arg(long, env = "RELAYWATCH_LOG_LEVEL", value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+}
+
+/// Parses `250ms`, `2s`, `1m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 2s or 1m"))?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(number),
+        "s" | "" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number * 60),
+        _ => return Err(format!("{text:?}: unknown unit {unit:?}; use ms, s or m")),
+    };
+    if duration.is_zero() {
+        return Err("the poll interval must be greater than zero".into());
+    }
+    Ok(duration)
+}
+
+/// Checks the admin URL; refuses gethrelay's RPC proxy port.
+pub fn check_admin_url(url: &str) -> Result<(), String> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        format!("--relay-admin-url {url:?}: only http:// URLs are supported, e.g. http://127.0.0.1:8546")
+    })?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let port = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => port,
+        _ => "80",
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("--relay-admin-url {url:?}: bad port {port:?}"))?;
+    if port == 8545 {
+        return Err(format!(
+            "--relay-admin-url {url:?}: port 8545 is gethrelay's RPC proxy, which forwards every call \
+             (admin_peers included) to a public upstream, so it would report somebody else's peers; \
+             point relaywatch at gethrelay's admin API instead (`--admin`, default http://127.0.0.1:8546)"
+        ));
+    }
+    Ok(())
+}
+
+impl ExporterArgs {
+    pub fn tor_endpoints(&self) -> TorEndpoints {
+        TorEndpoints {
+            socks_proxy: self.tor_proxy,
+            daemon_sources: self.tor_source_addr.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<ExporterArgs, String> {
+        let cli = Cli::try_parse_from(
+            ["relaywatch", "exporter"]
+                .iter()
+                .chain(args.iter())
+                .copied(),
+        )
+        .map_err(|error| error.to_string())?;
+        let Command::Exporter(args) = cli.command;
+        Ok(args)
+    }
+
+    #[test]
+    fn defaults_match_a_pod() {
+        let args = parse(&["--mode", "only-onion"]).unwrap();
+        assert_eq!(args.mode, Mode::OnlyOnion);
+        assert!(!args.enforce);
+        assert_eq!(args.relay_admin_url, "http://127.0.0.1:8546");
+        assert_eq!(args.listen, "0.0.0.0:9476".parse().unwrap());
+        assert_eq!(args.poll_interval, Duration::from_secs(1));
+        assert_eq!(args.tor_source_addr.len(), 2);
+    }
+
+    #[test]
+    fn unknown_mode_is_refused_with_the_choices() {
+        let error = parse(&["--mode", "tor-only"]).unwrap_err();
+        assert!(error.contains("invalid value 'tor-only'"), "{error}");
+        assert!(error.contains("only-onion"), "{error}");
+    }
+
+    #[test]
+    fn rpc_proxy_port_is_refused() {
+        let error = check_admin_url("http://127.0.0.1:8545").unwrap_err();
+        assert!(error.contains("RPC proxy"), "{error}");
+        assert!(check_admin_url("http://127.0.0.1:8546").is_ok());
+        assert!(check_admin_url("http://[::1]:8546/").is_ok());
+        assert!(check_admin_url("https://x:1").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+}

@@ -1,0 +1,329 @@
+//! The exporter: polls the sources, keeps the state behind the metrics, renders /metrics.
+//!
+//! Two threads write the state: the poller (admin_peers, then a socket dump, then the leak
+//! guard) and the destroy listener (final counters of closed sockets). A failing source
+//! only sets its `up` to 0; counters keep their values and resume when it comes back.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::catalog;
+use crate::classify::{classify, enode_names_onion, Direction, Route, TorEndpoints};
+use crate::cli::{ExporterArgs, Mode};
+use crate::exposition::Exposition;
+use crate::leak_guard::LeakGuard;
+use crate::log;
+use crate::sockdiag::{DestroyListener, SockDiag};
+use crate::sources::relay::{Peer, RelayClient};
+use crate::sources::{sockets, Health, Source};
+use crate::traffic::{ConnKey, Traffic};
+
+/// Peers per route and direction, from the last successful admin_peers.
+#[derive(Debug, Default, Clone, Copy)]
+struct PeerCounts {
+    tor: [u64; 2],
+    clearnet: [u64; 2],
+    onion_fallback: u64,
+}
+
+fn direction_index(direction: Direction) -> usize {
+    match direction {
+        Direction::Inbound => 0,
+        Direction::Outbound => 1,
+    }
+}
+
+#[derive(Default)]
+struct State {
+    traffic: Traffic,
+    peers: Option<PeerCounts>,
+    guard: LeakGuard,
+    health: HashMap<&'static str, Health>,
+    polls: u64,
+}
+
+/// The exporter's shared state and configuration.
+pub struct Exporter {
+    mode: Mode,
+    enforce: bool,
+    tor: TorEndpoints,
+    interval: Duration,
+    relay: RelayClient,
+    state: Mutex<State>,
+    ready: AtomicBool,
+}
+
+impl Exporter {
+    pub fn new(args: &ExporterArgs) -> Arc<Exporter> {
+        Arc::new(Exporter {
+            mode: args.mode,
+            enforce: args.enforce,
+            tor: args.tor_endpoints(),
+            interval: args.poll_interval,
+            relay: RelayClient::new(&args.relay_admin_url),
+            state: Mutex::new(State::default()),
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    /// True once a first poll has run (successful or not).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock must not take the metrics down with it.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn record(&self, source: Source, ok: bool, duration: Duration) {
+        let mut state = self.state();
+        let was_up = state.health.get(source.as_str()).map(|health| health.up);
+        state
+            .health
+            .entry(source.as_str())
+            .or_default()
+            .record(ok, duration);
+        if ok && was_up == Some(false) {
+            log::info(&format!("source {} is back", source.as_str()));
+        }
+    }
+
+    /// Starts the poller and the destroy listener on their own threads.
+    pub fn start(self: &Arc<Self>) {
+        let exporter = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("poller".into())
+            .spawn(move || exporter.poll_loop())
+            .expect("cannot start the poller thread");
+        let exporter = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("destroy-listener".into())
+            .spawn(move || exporter.destroy_loop())
+            .expect("cannot start the destroy-listener thread");
+    }
+
+    fn poll_loop(&self) {
+        let mut diag: Option<SockDiag> = None;
+        let mut backoff = self.interval;
+        loop {
+            let started = Instant::now();
+            let all_ok = self.poll_once(&mut diag);
+            self.ready.store(true, Ordering::Relaxed);
+            // Back off while a source fails (up to 10 intervals), so a dead relay is not hammered.
+            backoff = if all_ok {
+                self.interval
+            } else {
+                (backoff * 2).min(self.interval * 10)
+            };
+            std::thread::sleep(backoff.saturating_sub(started.elapsed()));
+        }
+    }
+
+    /// One poll of both sources; returns whether both succeeded.
+    pub fn poll_once(&self, diag: &mut Option<SockDiag>) -> bool {
+        let started = Instant::now();
+        let peers = self.relay.peers();
+        self.record(Source::Relay, peers.is_ok(), started.elapsed());
+        let peers = match peers {
+            Ok(peers) => Some(peers),
+            Err(error) => {
+                log::warn(&format!("relay source failed: {error}"));
+                None
+            }
+        };
+
+        let started = Instant::now();
+        if diag.is_none() {
+            *diag = SockDiag::open()
+                .map_err(|error| log::warn(&format!("cannot open sock_diag: {error}")))
+                .ok();
+        }
+        let dump = diag.as_mut().map(sockets::dump);
+        let dump = match dump {
+            Some(Ok(dump)) => Some(dump),
+            Some(Err(error)) => {
+                log::warn(&format!("sockets source failed: {error}"));
+                None
+            }
+            None => None,
+        };
+        self.record(Source::Sockets, dump.is_some(), started.elapsed());
+
+        if let Some(peers) = &peers {
+            let classified: Vec<(&Peer, Route)> = peers
+                .iter()
+                .map(|peer| (peer, classify(peer.direction, peer.remote, &self.tor)))
+                .collect();
+            let mut counts = PeerCounts::default();
+            for (peer, route) in &classified {
+                let slot = match route {
+                    Route::Tor => &mut counts.tor,
+                    Route::Clearnet => &mut counts.clearnet,
+                };
+                slot[direction_index(peer.direction)] += 1;
+                if *route == Route::Clearnet && enode_names_onion(&peer.enode) {
+                    counts.onion_fallback += 1;
+                }
+            }
+            let keyed: Vec<(ConnKey, Route)> = classified
+                .iter()
+                .map(|(peer, route)| ((peer.local, peer.remote), *route))
+                .collect();
+            {
+                let mut state = self.state();
+                state.peers = Some(counts);
+                state.polls += 1;
+                if let Some(dump) = &dump {
+                    state.traffic.observe_poll(&keyed, dump, Instant::now());
+                }
+            }
+            if self.mode == Mode::OnlyOnion {
+                self.guard_leaks(&classified);
+            }
+        } else {
+            self.state().peers = None;
+        }
+        peers.is_some() && dump.is_some()
+    }
+
+    fn guard_leaks(&self, classified: &[(&Peer, Route)]) {
+        let clearnet: Vec<(String, String, ConnKey)> = classified
+            .iter()
+            .filter(|(_, route)| *route == Route::Clearnet)
+            .map(|(peer, _)| {
+                (
+                    peer.id.clone(),
+                    peer.enode.clone(),
+                    (peer.local, peer.remote),
+                )
+            })
+            .collect();
+        let leaks = self.state().guard.observe(clearnet);
+        for leak in leaks {
+            if leak.new {
+                log::warn("clearnet peer connected to an only-onion relay (privacy leak)");
+                log::debug(&format!(
+                    "leak audit: peer id={} enode={} local={} remote={}",
+                    leak.id, leak.enode, leak.key.0, leak.key.1
+                ));
+            }
+            if !self.enforce {
+                continue;
+            }
+            let started = Instant::now();
+            let result = self.relay.remove_peer(&leak.enode);
+            let mut state = self.state();
+            match result {
+                Ok(()) => {
+                    state.guard.removals_ok += 1;
+                    log::info(&format!(
+                        "removed leaking peer with admin_removePeer in {:.1} ms",
+                        started.elapsed().as_secs_f64() * 1000.0
+                    ));
+                }
+                Err(error) => {
+                    state.guard.removals_failed += 1;
+                    log::warn(&format!("admin_removePeer failed: {error}"));
+                }
+            }
+        }
+    }
+
+    fn destroy_loop(&self) {
+        let mut listener: Option<DestroyListener> = None;
+        loop {
+            if listener.is_none() {
+                match DestroyListener::open() {
+                    Ok(opened) => listener = Some(opened),
+                    Err(error) => {
+                        log::warn(&format!(
+                            "cannot subscribe to socket destroy events: {error}; the last bytes of closing peers may be missed"
+                        ));
+                        std::thread::sleep(Duration::from_secs(5));
+                        continue;
+                    }
+                }
+            }
+            let Some(open) = listener.as_mut() else {
+                continue;
+            };
+            match open.recv(Duration::from_secs(1)) {
+                Ok(sockets) if !sockets.is_empty() => {
+                    let now = Instant::now();
+                    let mut state = self.state();
+                    for socket in &sockets {
+                        if let Some(sample) = sockets::sample(socket) {
+                            state.traffic.observe_destroyed(sample, now);
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    log::warn(&format!(
+                        "socket destroy events failed: {error}; resubscribing"
+                    ));
+                    listener = None;
+                }
+            }
+        }
+    }
+
+    /// The Prometheus text exposition of the current state.
+    pub fn render(&self) -> String {
+        use catalog::*;
+        let state = self.state();
+        let mut out = Exposition::default();
+        if let Some(peers) = state.peers {
+            for (metric, values) in [(&PEERS_TOR, peers.tor), (&PEERS_CLEARNET, peers.clearnet)] {
+                out.family(metric);
+                for (index, direction) in labels::DIRECTION.iter().enumerate() {
+                    out.sample(metric, &[direction], values[index] as f64);
+                }
+            }
+            out.single(&ONION_FALLBACK_PEERS, peers.onion_fallback as f64);
+        }
+        let totals = state.traffic.totals();
+        out.single(&INGRESS_TOR, totals.tor_received as f64);
+        out.single(&EGRESS_TOR, totals.tor_sent as f64);
+        out.single(&INGRESS_CLEARNET, totals.clearnet_received as f64);
+        out.single(&EGRESS_CLEARNET, totals.clearnet_sent as f64);
+        out.single(&CLEARNET_LEAKS, state.guard.leaks_total as f64);
+        out.family(&LEAK_REMOVALS)
+            .sample(&LEAK_REMOVALS, &["ok"], state.guard.removals_ok as f64)
+            .sample(
+                &LEAK_REMOVALS,
+                &["error"],
+                state.guard.removals_failed as f64,
+            );
+        let sources: Vec<(&str, Health)> = Source::ALL
+            .iter()
+            .filter_map(|source| Some((source.as_str(), *state.health.get(source.as_str())?)))
+            .collect();
+        out.family(&SOURCE_UP);
+        for (name, health) in &sources {
+            out.sample(&SOURCE_UP, &[name], if health.up { 1.0 } else { 0.0 });
+        }
+        out.family(&SOURCE_LAST_SUCCESS);
+        for (name, health) in &sources {
+            if let Some(at) = health.last_success_unix {
+                out.sample(&SOURCE_LAST_SUCCESS, &[name], at);
+            }
+        }
+        out.family(&SOURCE_POLL_DURATION);
+        for (name, health) in &sources {
+            out.sample(
+                &SOURCE_POLL_DURATION,
+                &[name],
+                health.last_duration.as_secs_f64(),
+            );
+        }
+        out.family(&BUILD_INFO)
+            .sample(&BUILD_INFO, &[env!("CARGO_PKG_VERSION")], 1.0);
+        out.finish()
+    }
+}

@@ -1,0 +1,272 @@
+//! Byte accounting: turns per-socket kernel counters of peer sockets into monotonic totals per route.
+//!
+//! Pure state, no IO: the caller feeds it admin_peers (which sockets are peers, and how they
+//! are routed), socket dumps, and destroy events (the final counters of closed sockets).
+//! A connection counts from its first byte, because a socket's counters are cumulative since
+//! it opened, even when the peer shows up in admin_peers only later.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::classify::Route;
+
+/// A TCP connection as both admin_peers and the kernel name it: the relay's end, the other end.
+pub type ConnKey = (SocketAddr, SocketAddr);
+
+/// Payload counters of one socket, read from the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketSample {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// The kernel's socket cookie: tells a new socket from an old one on a reused 4-tuple.
+    pub cookie: u64,
+    pub received: u64,
+    pub sent: u64,
+}
+
+impl SocketSample {
+    pub fn key(&self) -> ConnKey {
+        (self.local, self.remote)
+    }
+}
+
+/// Cumulative bytes per route; never decreases.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub tor_received: u64,
+    pub tor_sent: u64,
+    pub clearnet_received: u64,
+    pub clearnet_sent: u64,
+}
+
+#[derive(Debug)]
+struct Tracked {
+    route: Route,
+    cookie: Option<u64>,
+    received: u64,
+    sent: u64,
+}
+
+/// Destroy events of sockets not (yet) known as peers are kept this long: a peer listed by
+/// admin_peers may close before the next dump, and then only its destroy event has its bytes.
+const DESTROYED_KEEP: Duration = Duration::from_secs(30);
+/// Bound on that buffer: unrelated sockets in the network namespace also close.
+const DESTROYED_MAX: usize = 20_000;
+
+#[derive(Debug, Default)]
+pub struct Traffic {
+    tracked: HashMap<ConnKey, Tracked>,
+    destroyed: HashMap<ConnKey, (SocketSample, Instant)>,
+    totals: Totals,
+}
+
+impl Traffic {
+    pub fn totals(&self) -> Totals {
+        self.totals
+    }
+
+    /// Number of sockets currently followed (peer sockets, and closing ones).
+    pub fn tracked(&self) -> usize {
+        self.tracked.len()
+    }
+
+    fn add(&mut self, route: Route, received: u64, sent: u64) {
+        match route {
+            Route::Tor => {
+                self.totals.tor_received += received;
+                self.totals.tor_sent += sent;
+            }
+            Route::Clearnet => {
+                self.totals.clearnet_received += received;
+                self.totals.clearnet_sent += sent;
+            }
+        }
+    }
+
+    /// Counts what `sample` adds to what was already counted for its connection.
+    fn apply(&mut self, key: ConnKey, sample: &SocketSample) {
+        let Some(tracked) = self.tracked.get_mut(&key) else {
+            return;
+        };
+        if tracked.cookie.is_some_and(|cookie| cookie != sample.cookie) {
+            // Same 4-tuple, new socket: its counters start from zero.
+            tracked.received = 0;
+            tracked.sent = 0;
+        }
+        tracked.cookie = Some(sample.cookie);
+        let received = sample.received.saturating_sub(tracked.received);
+        let sent = sample.sent.saturating_sub(tracked.sent);
+        tracked.received = tracked.received.max(sample.received);
+        tracked.sent = tracked.sent.max(sample.sent);
+        let route = tracked.route;
+        self.add(route, received, sent);
+    }
+
+    /// One poll: `peers` are the connections admin_peers lists now, `sockets` the kernel's dump.
+    pub fn observe_poll(
+        &mut self,
+        peers: &[(ConnKey, Route)],
+        sockets: &HashMap<ConnKey, SocketSample>,
+        now: Instant,
+    ) {
+        for (key, route) in peers {
+            self.tracked.entry(*key).or_insert(Tracked {
+                route: *route,
+                cookie: None,
+                received: 0,
+                sent: 0,
+            });
+            if let Some(sample) = sockets.get(key) {
+                self.apply(*key, sample);
+            } else if let Some((sample, _)) = self.destroyed.remove(key) {
+                self.apply(*key, &sample);
+                self.tracked.remove(key);
+            }
+        }
+        // Connections no longer listed: count their last bytes while the socket closes, and
+        // forget them once it is gone (its destroy event, if any, was already applied).
+        let listed: std::collections::HashSet<&ConnKey> =
+            peers.iter().map(|(key, _)| key).collect();
+        let unlisted: Vec<ConnKey> = self
+            .tracked
+            .keys()
+            .filter(|key| !listed.contains(key))
+            .copied()
+            .collect();
+        for key in unlisted {
+            match sockets.get(&key) {
+                Some(sample) => self.apply(key, sample),
+                None => {
+                    self.tracked.remove(&key);
+                }
+            }
+        }
+        self.destroyed
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < DESTROYED_KEEP);
+    }
+
+    /// A socket was destroyed; `sample` holds its final counters.
+    pub fn observe_destroyed(&mut self, sample: SocketSample, now: Instant) {
+        let key = sample.key();
+        let is_tracked_socket = self
+            .tracked
+            .get(&key)
+            .is_some_and(|tracked| tracked.cookie.is_none_or(|cookie| cookie == sample.cookie));
+        if is_tracked_socket {
+            self.apply(key, &sample);
+            self.tracked.remove(&key);
+        } else if self.destroyed.len() < DESTROYED_MAX {
+            self.destroyed.insert(key, (sample, now));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u16) -> ConnKey {
+        (
+            "127.0.0.1:30303".parse().unwrap(),
+            SocketAddr::new("127.0.1.1".parse().unwrap(), n),
+        )
+    }
+
+    fn sample(n: u16, cookie: u64, received: u64, sent: u64) -> SocketSample {
+        let (local, remote) = key(n);
+        SocketSample {
+            local,
+            remote,
+            cookie,
+            received,
+            sent,
+        }
+    }
+
+    fn sockets(samples: &[SocketSample]) -> HashMap<ConnKey, SocketSample> {
+        samples.iter().map(|s| (s.key(), *s)).collect()
+    }
+
+    #[test]
+    fn counts_from_the_first_byte_and_only_deltas_after() {
+        let mut traffic = Traffic::default();
+        let now = Instant::now();
+        let peers = [(key(1), Route::Tor), (key(2), Route::Clearnet)];
+        traffic.observe_poll(
+            &peers,
+            &sockets(&[sample(1, 7, 100, 50), sample(2, 8, 10, 20)]),
+            now,
+        );
+        traffic.observe_poll(
+            &peers,
+            &sockets(&[sample(1, 7, 150, 80), sample(2, 8, 10, 25)]),
+            now,
+        );
+        assert_eq!(
+            traffic.totals(),
+            Totals {
+                tor_received: 150,
+                tor_sent: 80,
+                clearnet_received: 10,
+                clearnet_sent: 25
+            }
+        );
+    }
+
+    #[test]
+    fn destroy_event_adds_the_last_bytes_of_a_closed_peer() {
+        let mut traffic = Traffic::default();
+        let now = Instant::now();
+        let peers = [(key(1), Route::Tor)];
+        traffic.observe_poll(&peers, &sockets(&[sample(1, 7, 100, 50)]), now);
+        traffic.observe_destroyed(sample(1, 7, 130, 90), now);
+        traffic.observe_poll(&[], &sockets(&[]), now);
+        assert_eq!(
+            (traffic.totals().tor_received, traffic.totals().tor_sent),
+            (130, 90)
+        );
+        assert_eq!(traffic.tracked(), 0);
+    }
+
+    #[test]
+    fn peer_closing_between_admin_peers_and_dump_is_counted_from_its_destroy_event() {
+        let mut traffic = Traffic::default();
+        let now = Instant::now();
+        traffic.observe_destroyed(sample(3, 9, 40, 60), now);
+        traffic.observe_poll(&[(key(3), Route::Clearnet)], &sockets(&[]), now);
+        assert_eq!(traffic.totals().clearnet_received, 40);
+        assert_eq!(traffic.totals().clearnet_sent, 60);
+        assert_eq!(traffic.tracked(), 0);
+    }
+
+    #[test]
+    fn reused_four_tuple_starts_from_zero_and_totals_never_drop() {
+        let mut traffic = Traffic::default();
+        let now = Instant::now();
+        let peers = [(key(1), Route::Tor)];
+        traffic.observe_poll(&peers, &sockets(&[sample(1, 7, 100, 100)]), now);
+        traffic.observe_poll(&peers, &sockets(&[sample(1, 8, 5, 6)]), now);
+        assert_eq!(traffic.totals().tor_received, 105);
+        // A smaller reading of the same socket (e.g. a FIN adjustment) never subtracts.
+        traffic.observe_poll(&peers, &sockets(&[sample(1, 8, 4, 6)]), now);
+        assert_eq!(traffic.totals().tor_received, 105);
+    }
+
+    #[test]
+    fn unrelated_destroyed_sockets_expire_and_are_bounded() {
+        let mut traffic = Traffic::default();
+        let now = Instant::now();
+        traffic.observe_destroyed(sample(5, 1, 10, 10), now);
+        traffic.observe_poll(&[], &sockets(&[]), now + DESTROYED_KEEP);
+        traffic.observe_poll(&[(key(5), Route::Tor)], &sockets(&[]), now + DESTROYED_KEEP);
+        assert_eq!(traffic.totals(), Totals::default());
+    }
+
+    #[test]
+    fn sockets_of_non_peers_are_never_counted() {
+        let mut traffic = Traffic::default();
+        traffic.observe_poll(&[], &sockets(&[sample(1, 7, 1000, 1000)]), Instant::now());
+        assert_eq!(traffic.totals(), Totals::default());
+    }
+}
