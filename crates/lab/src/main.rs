@@ -86,7 +86,10 @@ fn run(options: Options) -> anyhow::Result<()> {
         .iter()
         .map(|(mode, n)| format!("{} ×{n}", mode.as_str()))
         .collect();
-    eprintln!("lab: starting a private Tor network and relays ({})", modes.join(", "));
+    eprintln!(
+        "lab: starting a private Tor network and relays ({})",
+        modes.join(", ")
+    );
     let lab = Lab::start(options.spec)?;
     eprintln!(
         "lab: Tor network ready after {:.1} s ({} tors, {} MB RSS); files in {}",

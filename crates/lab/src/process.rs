@@ -189,6 +189,9 @@ mod tests {
             &dir.path().join("x.log"),
         )
         .unwrap_err();
-        assert!(format!("{error:#}").contains("cannot start nope"), "{error:#}");
+        assert!(
+            format!("{error:#}").contains("cannot start nope"),
+            "{error:#}"
+        );
     }
 }

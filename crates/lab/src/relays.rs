@@ -160,12 +160,18 @@ impl Relay {
 
     /// The enode URL as gethrelay prints it (`@onion:port` when the relay has an onion).
     pub fn enode(&self) -> String {
-        self.node_info["enode"].as_str().unwrap_or_default().to_string()
+        self.node_info["enode"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// The signed ENR: onion3 plus IP for relays with an onion service (dual-stack).
     pub fn enr(&self) -> String {
-        self.node_info["enr"].as_str().unwrap_or_default().to_string()
+        self.node_info["enr"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// `enode://<id>@<ip>:<port>`: how a peer that knows only the clearnet address names it.
@@ -181,7 +187,10 @@ impl Relay {
 
     /// The node id (keccak of the public key), as admin_peers' `id` shows it.
     pub fn id(&self) -> String {
-        self.node_info["id"].as_str().unwrap_or_default().to_string()
+        self.node_info["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     pub fn admin(&self, method: &str, params: Value) -> Result<Value> {
@@ -203,8 +212,16 @@ impl Relay {
     pub fn connections(&self) -> Result<Vec<Value>> {
         match self.admin("labrelay_connections", json!([]))? {
             Value::Array(connections) => Ok(connections),
-            other => bail!("labrelay_connections of {} is not an array: {other}", self.name()),
+            other => bail!(
+                "labrelay_connections of {} is not an array: {other}",
+                self.name()
+            ),
         }
+    }
+
+    /// Lab extension: pause (false) or resume (true) traffic frames on every session.
+    pub fn set_traffic(&self, enabled: bool) -> Result<()> {
+        self.admin("labrelay_setTraffic", json!([enabled])).map(drop)
     }
 
     pub fn metrics_text(&self) -> Result<String> {

@@ -12,7 +12,8 @@ extern "C" fn on_signal(_: libc::c_int) {
 pub fn install_interrupt_flag() -> anyhow::Result<&'static AtomicBool> {
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        let previous = unsafe { libc::signal(signal, on_signal as *const () as libc::sighandler_t) };
+        let previous =
+            unsafe { libc::signal(signal, on_signal as *const () as libc::sighandler_t) };
         if previous == libc::SIG_ERR {
             anyhow::bail!("cannot install a handler for signal {signal}");
         }

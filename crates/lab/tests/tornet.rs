@@ -18,7 +18,9 @@ fn skip_without_tor() -> bool {
             panic!("CI is set but tor is missing: {error}")
         }
         Err(_) => {
-            eprintln!("skipped: tor not found (install Debian's tor package, or run `cargo xtask test`)");
+            eprintln!(
+                "skipped: tor not found (install Debian's tor package, or run `cargo xtask test`)"
+            );
             true
         }
     }
@@ -45,7 +47,9 @@ fn line_server(name: &'static str) -> SocketAddr {
 }
 
 fn exchange(stream: &mut TcpStream, line: &str) -> String {
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     writeln!(stream, "{line}").unwrap();
     let mut answer = String::new();
     BufReader::new(&*stream).read_line(&mut answer).unwrap();
@@ -74,7 +78,11 @@ fn private_network() {
         .node(NodeSpec::new("c").socks_timeout(Duration::from_secs(60)))
         .start()
         .expect("the tor network starts");
-    let onion_b = network.node("b").onion_hostname.clone().expect("b has an onion");
+    let onion_b = network
+        .node("b")
+        .onion_hostname
+        .clone()
+        .expect("b has an onion");
     assert!(network.node("c").onion_hostname.is_none());
     let report = network.wait_ready().expect("the tor network gets ready");
     eprintln!("{report}");
@@ -91,11 +99,21 @@ fn private_network() {
     assert_eq!(exchange(&mut stream, "hello"), "b: hello");
     drop(stream);
 
-    let unpublished = socks5_connect(a.socks_addr, &fresh_onion_address(), PORT, Duration::from_secs(60))
-        .expect_err("nobody publishes a fresh onion");
+    let unpublished = socks5_connect(
+        a.socks_addr,
+        &fresh_onion_address(),
+        PORT,
+        Duration::from_secs(60),
+    )
+    .expect_err("nobody publishes a fresh onion");
     assert_eq!(unpublished.reply_code(), Some(0xF0), "{unpublished}");
-    let malformed = socks5_connect(a.socks_addr, &malformed_onion(), PORT, Duration::from_secs(60))
-        .expect_err("a bad checksum is refused");
+    let malformed = socks5_connect(
+        a.socks_addr,
+        &malformed_onion(),
+        PORT,
+        Duration::from_secs(60),
+    )
+    .expect_err("a bad checksum is refused");
     assert_eq!(malformed.reply_code(), Some(0xF6), "{malformed}");
 
     // The control port answers with cookie auth.
@@ -110,7 +128,10 @@ fn private_network() {
     let restarted = Instant::now();
     network.start_node("b").unwrap();
     let hostname_file = network.node("b").data_dir.join("hs/hostname");
-    assert_eq!(std::fs::read_to_string(hostname_file).unwrap().trim(), onion_b);
+    assert_eq!(
+        std::fs::read_to_string(hostname_file).unwrap().trim(),
+        onion_b
+    );
     let took = network
         .wait_reachable("a", "b", Duration::from_secs(90))
         .expect("b is reachable again after its restart");
@@ -128,7 +149,10 @@ fn private_network() {
     assert_eq!(pids.len(), 9, "6 network tors and 3 node tors");
     drop(network);
     for pid in pids {
-        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "tor {pid} survived the drop");
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "tor {pid} survived the drop"
+        );
     }
 }
 
@@ -148,7 +172,11 @@ fn children_die_when_the_parent_is_killed() {
         return;
     }
     let mut parent = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "children_die_when_the_parent_is_killed", "--nocapture"])
+        .args([
+            "--exact",
+            "children_die_when_the_parent_is_killed",
+            "--nocapture",
+        ])
         .env(SPAWN_CHILD_ENV, "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -158,14 +186,23 @@ fn children_die_when_the_parent_is_killed() {
     let sleep_pid: u32 = stdout
         .lines()
         .map_while(Result::ok)
-        .find_map(|line| line.strip_prefix("sleep-pid=").map(|pid| pid.parse().unwrap()))
+        .find_map(|line| {
+            line.strip_prefix("sleep-pid=")
+                .map(|pid| pid.parse().unwrap())
+        })
         .expect("the re-executed test prints the pid of its child");
-    assert!(!gone(sleep_pid), "the child runs before its parent is killed");
+    assert!(
+        !gone(sleep_pid),
+        "the child runs before its parent is killed"
+    );
     parent.kill().unwrap(); // SIGKILL: no destructor runs in the parent.
     parent.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while !gone(sleep_pid) {
-        assert!(Instant::now() < deadline, "child {sleep_pid} outlived its SIGKILLed parent");
+        assert!(
+            Instant::now() < deadline,
+            "child {sleep_pid} outlived its SIGKILLed parent"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

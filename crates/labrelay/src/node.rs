@@ -78,6 +78,8 @@ pub struct Node {
     ledger: Mutex<Vec<Arc<Connection>>>,
     next_conn_id: AtomicU64,
     started: Instant,
+    /// Lab control: while set, sessions send no traffic frames (tests compare totals at rest).
+    traffic_paused: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn unix_ms() -> u64 {
@@ -102,6 +104,7 @@ impl Node {
             ledger: Mutex::new(Vec::new()),
             next_conn_id: AtomicU64::new(1),
             started: Instant::now(),
+            traffic_paused: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         })
     }
 
@@ -374,6 +377,7 @@ impl Node {
                     disconnect,
                     self.config.msg_interval,
                     self.config.msg_size,
+                    &self.traffic_paused,
                 )
                 .await;
                 self.drop_peer(id, &conn);
@@ -566,6 +570,11 @@ impl Node {
             .collect()
     }
 
+    /// `labrelay_setTraffic`: pause or resume the traffic frames of every session.
+    pub fn set_traffic(&self, enabled: bool) {
+        self.traffic_paused.store(!enabled, Ordering::Relaxed);
+    }
+
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
@@ -621,6 +630,7 @@ async fn session(
     mut disconnect: watch::Receiver<Option<DiscReason>>,
     interval: Option<Duration>,
     msg_size: usize,
+    paused: &std::sync::atomic::AtomicBool,
 ) -> String {
     let read_side = async {
         loop {
@@ -648,6 +658,9 @@ async fn session(
             };
             tokio::select! {
                 _ = tick => {
+                    if paused.load(Ordering::Relaxed) {
+                        continue;
+                    }
                     if let Err(error) = wire::write_counted(writer, &traffic, counters).await {
                         return format!("write: {error}");
                     }

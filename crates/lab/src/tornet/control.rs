@@ -124,7 +124,11 @@ impl ControlConnection {
                 continue;
             }
             if !(200..300).contains(&reply.status) {
-                bail!("{shown} failed: {} {}", reply.status, reply.lines.join(" | "));
+                bail!(
+                    "{shown} failed: {} {}",
+                    reply.status,
+                    reply.lines.join(" | ")
+                );
             }
             return Ok(reply.lines);
         }
@@ -141,13 +145,10 @@ impl ControlConnection {
         if let Some(event) = self.events.pop_front() {
             return Ok(Some(event.lines));
         }
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.read_reply(deadline)? {
-                None => return Ok(None),
-                Some(reply) if reply.status == 650 => return Ok(Some(reply.lines)),
-                Some(reply) => bail!("unexpected control-port reply without a command: {reply:?}"),
-            }
+        match self.read_reply(Instant::now() + timeout)? {
+            None => Ok(None),
+            Some(reply) if reply.status == 650 => Ok(Some(reply.lines)),
+            Some(reply) => bail!("unexpected control-port reply without a command: {reply:?}"),
         }
     }
 
@@ -172,7 +173,8 @@ impl ControlConnection {
                     }
                 }
                 Ok(_) => bail!("the control port closed the connection mid-line"),
-                Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(error)
+                    if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(error) if error.kind() == ErrorKind::Interrupted => {}
                 Err(error) => return Err(error).context("cannot read from the control port"),
             }
@@ -274,7 +276,10 @@ mod tests {
     fn errors() {
         assert_eq!(
             parse(&["515 Authentication failed: Wrong length on authentication cookie."]),
-            [reply(515, &["Authentication failed: Wrong length on authentication cookie."])]
+            [reply(
+                515,
+                &["Authentication failed: Wrong length on authentication cookie."]
+            )]
         );
         let mut parser = ReplyParser::default();
         assert!(parser.push_line("xx").is_err());
@@ -283,7 +288,10 @@ mod tests {
 
     #[test]
     fn getinfo_values() {
-        let lines = vec!["net/listeners/socks=\"127.0.0.1:1\"".to_string(), "OK".to_string()];
+        let lines = vec![
+            "net/listeners/socks=\"127.0.0.1:1\"".to_string(),
+            "OK".to_string(),
+        ];
         assert_eq!(
             getinfo_value(&lines, "net/listeners/socks").as_deref(),
             Some("\"127.0.0.1:1\"")
@@ -298,7 +306,9 @@ mod tests {
             Some(100)
         );
         assert_eq!(
-            bootstrap_progress("NOTICE BOOTSTRAP PROGRESS=14 TAG=handshake SUMMARY=\"Handshaking\""),
+            bootstrap_progress(
+                "NOTICE BOOTSTRAP PROGRESS=14 TAG=handshake SUMMARY=\"Handshaking\""
+            ),
             Some(14)
         );
         assert_eq!(bootstrap_progress("garbage"), None);

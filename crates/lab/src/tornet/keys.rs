@@ -1,4 +1,4 @@
-//! Finds tor and tor-gencert, and creates the keys of the authorities and relays.
+//! Finds tor and tor-gencert, and creates the authorities' keys before their first start.
 //!
 //! Keys are fresh for every network: identities are cheap (about 1.2 CPU-s per authority,
 //! 0.2 s per relay) and reusing them across parallel networks would mix their consensuses.
@@ -73,18 +73,18 @@ fn parse_fingerprint_file(text: &str) -> Option<String> {
 
 /// Creates the authority's v3 identity, signing key and certificate in `<data_dir>/keys`,
 /// and returns the v3 identity fingerprint (the `v3ident` of its DirAuthority line).
-pub(crate) fn authority_v3ident(gencert: &Path, data_dir: &Path, dir_port: u16) -> Result<String> {
+///
+/// Unlike the recipe, no `-a <address:port>`: the certificate's optional `dir-address`
+/// would pin the DirPort before it is picked, and ports are picked as late as possible.
+pub(crate) fn authority_v3ident(gencert: &Path, data_dir: &Path) -> Result<String> {
     let keys = data_dir.join("keys");
-    std::fs::create_dir_all(&keys)
-        .with_context(|| format!("cannot create {}", keys.display()))?;
+    std::fs::create_dir_all(&keys).with_context(|| format!("cannot create {}", keys.display()))?;
     let certificate = keys.join("authority_certificate");
     let mut command = Command::new(gencert);
     // The passphrase is read from fd 0, which `process::spawn` points at /dev/null:
     // EOF right away means an empty passphrase, as the recipe's `echo "" |` does.
     command
         .args(["--create-identity-key", "--passphrase-fd", "0", "-m", "12"])
-        .arg("-a")
-        .arg(format!("127.0.0.1:{dir_port}"))
         .arg("-i")
         .arg(keys.join("authority_identity_key"))
         .arg("-s")

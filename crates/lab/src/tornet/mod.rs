@@ -12,23 +12,23 @@
 //! let network = TorNetwork::builder()
 //!     .node(NodeSpec::new("a").onion(30303, backend))
 //!     .node(NodeSpec::new("b"))
-//!     .start()?; // keys, first consensus, node tors, onion hostnames: ~15 s
+//!     .start()?; // keys, directory, node tors, onion hostnames: ~12-25 s
 //! let onion = network.node("a").onion_hostname.clone(); // known before the network is ready
-//! let report = network.wait_ready()?; // bootstrap, descriptors, all pairs reachable: ~30 s
+//! let report = network.wait_ready()?; // bootstrap, descriptors, all pairs: ~5 s more
 //! eprintln!("{report}");
 //! # Ok(()) }
 //! ```
 //!
-//! Readiness is checked, never slept for: the node tors start only after the authorities
-//! publish a consensus listing every relay (earlier starts cost them 404 backoffs, and a
-//! partial consensus leaves some client unable to reach some onion), and the network is
-//! ready when every node reaches every other node's onion through SOCKS with an echo.
-//! See `/work/shared/reference/lab-scale.md` for the measurements behind these choices.
+//! Readiness is checked, never slept for: the node tors start only once every directory
+//! cache serves a consensus listing every relay (see `directory`), and the network is ready
+//! when every node reaches every other node's onion through SOCKS with an echo round-trip
+//! (see `ready`). `/work/shared/reference/lab-scale.md` has the measurements behind this.
 //!
 //! Every tor is a child started through [`crate::process::spawn`]: it dies with the network
 //! value, and with the test process even when that is SIGKILLed.
 
 mod control;
+mod directory;
 mod echo;
 mod keys;
 mod onion;
@@ -63,8 +63,8 @@ use proc::TorProcess;
 /// (7 is the classic echo port, and no relay under test uses it).
 pub const PROBE_VIRTUAL_PORT: u16 = 7;
 
-/// Time allowed from `start` to the end of the first `wait_ready`; typical is ~30 s, the
-/// worst seen in lab-scale.md ~70 s.
+/// Time allowed from `start` to the end of the first `wait_ready`; typical is 18-35 s on
+/// 2 cores, the worst seen in lab-scale.md ~70 s.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Set this variable to keep a temporary network directory (logs, torrcs) after the drop.
@@ -123,6 +123,7 @@ pub struct TorNode {
     pub onion: Option<OnionSpec>,
     /// `<56 chars>.onion`, known once `start` returns; it survives `stop_node`/`start_node`.
     pub onion_hostname: Option<String>,
+    pub socks_timeout: Option<Duration>,
     pub data_dir: PathBuf,
     /// tor's notice log.
     pub log_path: PathBuf,
@@ -155,10 +156,10 @@ impl TorNetworkBuilder {
         self
     }
 
-    /// Generates keys and torrcs, starts the 6 network tors, waits for a complete consensus,
-    /// starts the node tors and waits for their onion hostnames. Returns after ~10-20 s,
-    /// before the nodes have bootstrapped, so callers can start relays with their onion
-    /// addresses while `wait_ready` runs.
+    /// Generates the authority keys, starts the 6 network tors, waits until every directory
+    /// cache serves the complete consensus, starts the node tors and waits for their onion
+    /// hostnames. Returns after ~12-25 s, before the nodes have bootstrapped, so callers can
+    /// start relays with their onion addresses while `wait_ready` runs.
     pub fn start(self) -> Result<TorNetwork> {
         start::start(self)
     }
@@ -169,11 +170,14 @@ pub struct TorNetwork {
     nodes: Vec<TorNode>,
     node_procs: Vec<TorProcess>,
     network_procs: Vec<TorProcess>,
-    authority_dir_ports: Vec<u16>,
+    /// The DirPorts of the 6 network tors, authorities first (same order as `network_procs`).
+    network_dir_ports: Vec<u16>,
+    /// The `DirAuthority` lines every torrc carries.
+    dir_authority_lines: Vec<String>,
     dir: PathBuf,
     temp: Mutex<Option<TempDir>>,
-    /// Runs for the probe ports of all onions; never read, only kept alive.
-    _echo: EchoServer,
+    /// Where every onion's probe port forwards.
+    echo: EchoServer,
     progress: Arc<watch::Progress>,
     watchers: Mutex<Vec<JoinHandle<()>>>,
     started: Instant,
@@ -213,7 +217,7 @@ impl TorNetwork {
 
     /// The authorities' DirPorts, e.g. for fetching the consensus.
     pub fn authority_dir_ports(&self) -> &[u16] {
-        &self.authority_dir_ports
+        &self.network_dir_ports[..start::AUTHORITIES]
     }
 
     fn node_index(&self, name: &str) -> Result<usize> {
@@ -235,14 +239,19 @@ impl TorNetwork {
     pub fn start_node(&self, name: &str) -> Result<()> {
         const CONTROL_WAIT: Duration = Duration::from_secs(30);
         let index = self.node_index(name)?;
-        let process = &self.node_procs[index];
+        self.node_procs[index].start()?;
+        self.wait_control(index, Instant::now() + CONTROL_WAIT)
+    }
+
+    /// Waits until the node's control port accepts its cookie: tor is then past binding
+    /// all its listeners. Fails at once when tor exits.
+    fn wait_control(&self, index: usize, deadline: Instant) -> Result<()> {
         let node = &self.nodes[index];
-        process.start()?;
-        let deadline = Instant::now() + CONTROL_WAIT;
+        let process = &self.node_procs[index];
         loop {
             process.check_running()?;
-            // The old cookie file is still there until tor rewrites it, so a failed
-            // AUTHENTICATE just means "not yet".
+            // A stale cookie file from an earlier run stays until tor rewrites it, so a
+            // failed AUTHENTICATE just means "not yet".
             let attempt = ControlConnection::connect(
                 node.control_addr,
                 &node.cookie_path,
@@ -251,7 +260,8 @@ impl TorNetwork {
             match attempt {
                 Ok(_) => return Ok(()),
                 Err(error) if Instant::now() > deadline => bail!(
-                    "tor `{name}` restarted but its control port did not answer within {CONTROL_WAIT:?}: {error:#}; {}",
+                    "the control port of tor `{}` did not answer in time: {error:#}; {}",
+                    node.name,
                     process.log_tails()
                 ),
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
@@ -281,7 +291,10 @@ impl TorNetwork {
 
     /// Keeps a temporary directory after the drop, so the logs behind an error survive.
     fn keep_dir(&self) -> String {
-        let mut temp = self.temp.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut temp = self
+            .temp
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         if let Some(temp) = temp.as_mut() {
             temp.disable_cleanup(true);
         }
@@ -296,16 +309,23 @@ fn rss_of(pid: u32) -> u64 {
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .map_or(0, |kib| kib * 1024)
 }
 
 impl Drop for TorNetwork {
     fn drop(&mut self) {
         self.progress.stopping.store(true, Ordering::SeqCst);
-        // Signal all first so the tors shut down in parallel, then reap them one by one.
+        // SIGTERM all first so the tors shut down in parallel, then reap them one by one.
         for process in self.all_procs() {
-            process.terminate();
+            process.signal(libc::SIGTERM);
         }
         for process in self.all_procs() {
             process.stop();

@@ -98,7 +98,10 @@ mod tests {
     fn fresh_and_malformed_shapes() {
         let fresh = fresh_onion_address();
         assert_eq!(fresh.len(), 62);
-        assert!(fresh.ends_with("d.onion"), "version byte 3 ends in 'd': {fresh}");
+        assert!(
+            fresh.ends_with("d.onion"),
+            "version byte 3 ends in 'd': {fresh}"
+        );
         assert_ne!(fresh, fresh_onion_address());
         assert_eq!(malformed_onion().len(), 62);
     }

@@ -21,7 +21,9 @@ pub(crate) fn free_port() -> Result<u16> {
             .and_then(|listener| listener.local_addr())
             .context("cannot bind 127.0.0.1:0 to find a free port")?
             .port();
-        let mut handed_out = handed_out.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut handed_out = handed_out
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         if handed_out.insert(port) {
             return Ok(port);
         }

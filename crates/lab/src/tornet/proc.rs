@@ -41,7 +41,9 @@ impl TorProcess {
     }
 
     fn slot(&self) -> MutexGuard<'_, Option<Child>> {
-        self.child.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.child
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Starts tor unless it already runs.
@@ -74,10 +76,10 @@ impl TorProcess {
         }
     }
 
-    /// SIGTERM without waiting, so many tors can shut down at once before `stop` reaps them.
-    pub fn terminate(&self) {
+    /// Sends `signal` if tor runs (SIGHUP: reload and retry downloads now).
+    pub fn signal(&self, signal: libc::c_int) {
         if let Some(child) = self.slot().as_mut() {
-            child.signal(libc::SIGTERM);
+            child.signal(signal);
         }
     }
 
@@ -150,7 +152,10 @@ pub(crate) fn run_tool(name: &str, command: Command, log: &Path, timeout: Durati
         }
         if Instant::now() > deadline {
             child.kill();
-            bail!("{name} did not finish within {timeout:?}; see {}", log.display());
+            bail!(
+                "{name} did not finish within {timeout:?}; see {}",
+                log.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -93,7 +93,10 @@ impl PairState {
 }
 
 fn lock<T: Clone>(mutex: &Mutex<T>) -> T {
-    mutex.lock().unwrap_or_else(|poison| poison.into_inner()).clone()
+    mutex
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .clone()
 }
 
 impl TorNetwork {
@@ -133,14 +136,22 @@ impl TorNetwork {
     }
 
     /// Waits until `source` reaches `target`'s onion (its echo probe port), e.g. after
-    /// `start_node`; uses the same retry and NEWNYM policy as `wait_ready`.
-    pub fn wait_reachable(&self, source: &str, target: &str, timeout: Duration) -> Result<Duration> {
+    /// `start_node`. Like `wait_ready`, but sends NEWNYM after every SOCKS timeout: after a
+    /// target restarts, the source's tor keeps dialing with stale intro/rendezvous state and
+    /// stays silent (up to 120 s) until NEWNYM purges it. Note that this NEWNYM also affects
+    /// the relay's own dials through `source`.
+    pub fn wait_reachable(
+        &self,
+        source: &str,
+        target: &str,
+        timeout: Duration,
+    ) -> Result<Duration> {
         let started = Instant::now();
         let state = Mutex::new(PairState::new(
             self.node_index(source)?,
             self.node_index(target)?,
         ));
-        if self.probe_pair(&state, started + timeout, &AtomicBool::new(false)) {
+        if self.probe_pair(&state, started + timeout, &AtomicBool::new(false), 1) {
             return Ok(started.elapsed());
         }
         let state = lock(&state);
@@ -167,18 +178,26 @@ impl TorNetwork {
             }
             std::thread::sleep(POLL);
         }
-        self.probe_pair(pair, deadline, give_up);
+        self.probe_pair(pair, deadline, give_up, TIMEOUTS_BEFORE_NEWNYM);
     }
 
     /// Probes until success (true), the deadline, or `give_up`.
-    fn probe_pair(&self, pair: &Mutex<PairState>, deadline: Instant, give_up: &AtomicBool) -> bool {
+    fn probe_pair(
+        &self,
+        pair: &Mutex<PairState>,
+        deadline: Instant,
+        give_up: &AtomicBool,
+        timeouts_before_newnym: u32,
+    ) -> bool {
         let (source, target) = {
             let pair = lock(pair);
             (pair.source, pair.target)
         };
         let probe_socks = self.nodes[source].probe_socks_addr;
         let Some(onion) = self.nodes[target].onion_hostname.clone() else {
-            pair.lock().unwrap().last_error = "the target has no onion service".into();
+            pair.lock()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .last_error = "the target has no onion service".into();
             return false;
         };
         let mut timeouts_in_row = 0;
@@ -194,9 +213,13 @@ impl TorNetwork {
                     "tornet: probe {} -> {} at {:.1}s took {:.1}s: {}",
                     self.nodes[source].name,
                     self.nodes[target].name,
-                    attempt_started.saturating_duration_since(self.started).as_secs_f64(),
+                    attempt_started
+                        .saturating_duration_since(self.started)
+                        .as_secs_f64(),
                     attempt_started.elapsed().as_secs_f64(),
-                    outcome.as_ref().map_or_else(ToString::to_string, |()| "ok".into())
+                    outcome
+                        .as_ref()
+                        .map_or_else(ToString::to_string, |()| "ok".into())
                 );
             }
             let mut state = pair.lock().unwrap_or_else(|poison| poison.into_inner());
@@ -209,11 +232,15 @@ impl TorNetwork {
                 Err(ProbeError::Socks(SocksError::Timeout)) => {
                     timeouts_in_row += 1;
                     state.last_error = "no SOCKS reply within the probe timeout".into();
-                    if timeouts_in_row >= TIMEOUTS_BEFORE_NEWNYM {
+                    if timeouts_in_row >= timeouts_before_newnym {
                         timeouts_in_row = 0;
                         state.newnyms += 1;
+                        // Not under the lock: the monitor reads the pair meanwhile.
+                        drop(state);
                         if let Err(error) = self.newnym(source) {
-                            state.last_error = format!("NEWNYM failed: {error:#}");
+                            pair.lock()
+                                .unwrap_or_else(|poison| poison.into_inner())
+                                .last_error = format!("NEWNYM failed: {error:#}");
                         }
                     }
                 }
@@ -234,7 +261,12 @@ impl TorNetwork {
     }
 
     /// The main thread's loop: prints progress, checks the tors still run, builds the result.
-    fn monitor(&self, pairs: &[Mutex<PairState>], onion_count: usize, deadline: Instant) -> Result<ReadyReport> {
+    fn monitor(
+        &self,
+        pairs: &[Mutex<PairState>],
+        onion_count: usize,
+        deadline: Instant,
+    ) -> Result<ReadyReport> {
         let node_count = self.nodes.len();
         let secs = |instants: &[Instant]| {
             instants
@@ -249,7 +281,10 @@ impl TorNetwork {
         let mut next_status = Instant::now() + STATUS_EVERY;
         loop {
             let nodes = self.progress.snapshot();
-            let bootstrapped: Vec<Instant> = nodes.iter().filter_map(|state| state.bootstrapped).collect();
+            let bootstrapped: Vec<Instant> = nodes
+                .iter()
+                .filter_map(|state| state.bootstrapped)
+                .collect();
             let uploaded: Vec<Instant> = nodes
                 .iter()
                 .zip(&self.nodes)
@@ -257,11 +292,29 @@ impl TorNetwork {
                 .filter_map(|(state, _)| state.uploaded)
                 .collect();
             let pair_states: Vec<PairState> = pairs.iter().map(lock).collect();
-            let reachable: Vec<Instant> = pair_states.iter().filter_map(|pair| pair.reachable).collect();
+            let reachable: Vec<Instant> = pair_states
+                .iter()
+                .filter_map(|pair| pair.reachable)
+                .collect();
             let milestones = [
-                (bootstrapped.len(), node_count, "nodes bootstrapped", &bootstrapped),
-                (uploaded.len(), onion_count, "onion descriptors uploaded", &uploaded),
-                (reachable.len(), pairs.len(), "onion pairs reachable", &reachable),
+                (
+                    bootstrapped.len(),
+                    node_count,
+                    "nodes bootstrapped",
+                    &bootstrapped,
+                ),
+                (
+                    uploaded.len(),
+                    onion_count,
+                    "onion descriptors uploaded",
+                    &uploaded,
+                ),
+                (
+                    reachable.len(),
+                    pairs.len(),
+                    "onion pairs reachable",
+                    &reachable,
+                ),
             ];
             for (index, (done, total, what, instants)) in milestones.iter().enumerate() {
                 if !printed[index] && done == total {
@@ -307,8 +360,10 @@ impl TorNetwork {
         pairs: &[PairState],
         counts: &[(usize, usize); 3],
     ) -> String {
-        let step = ["node bootstrap", "onion descriptor upload", "onion pairs"]
-            [counts.iter().position(|(done, total)| done < total).unwrap_or(2)];
+        let step = ["node bootstrap", "onion descriptor upload", "onion pairs"][counts
+            .iter()
+            .position(|(done, total)| done < total)
+            .unwrap_or(2)];
         let mut lines = vec![format!(
             "tornet: not ready after {:.1}s, still waiting for {step}",
             self.started.elapsed().as_secs_f64()
@@ -317,7 +372,10 @@ impl TorNetwork {
             if state.bootstrapped.is_none() {
                 lines.push(format!(
                     "  not bootstrapped: {} (phase: {:?}; control port: {:?}; log {})",
-                    node.name, state.phase, state.note, node.log_path.display()
+                    node.name,
+                    state.phase,
+                    state.note,
+                    node.log_path.display()
                 ));
             } else if node.onion_hostname.is_some() && state.uploaded.is_none() {
                 lines.push(format!(

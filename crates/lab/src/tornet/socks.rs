@@ -218,7 +218,8 @@ mod tests {
     fn silence_is_a_timeout() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let error = socks5_connect(addr, "example.onion", 80, Duration::from_millis(200)).unwrap_err();
+        let error =
+            socks5_connect(addr, "example.onion", 80, Duration::from_millis(200)).unwrap_err();
         assert!(matches!(error, SocksError::Timeout), "{error:?}");
         drop(listener);
     }

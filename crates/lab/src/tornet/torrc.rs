@@ -57,7 +57,10 @@ pub(crate) fn check_path(path: &Path) -> Result<&str> {
     let Some(text) = path.to_str() else {
         bail!("path {} is not UTF-8; tor cannot use it", path.display());
     };
-    if text.chars().any(|c| c.is_whitespace() || matches!(c, '#' | '"' | '\\')) {
+    if text
+        .chars()
+        .any(|c| c.is_whitespace() || matches!(c, '#' | '"' | '\\'))
+    {
         bail!("path {text:?} contains whitespace, '#', '\"' or '\\'; pick a plainer directory for the tor network");
     }
     Ok(text)
@@ -216,7 +219,10 @@ mod tests {
             "V3AuthoritativeDirectory 1",
             "V3AuthVotingInterval 10",
         ] {
-            assert!(torrc.lines().any(|l| l == line), "missing {line:?} in\n{torrc}");
+            assert!(
+                torrc.lines().any(|l| l == line),
+                "missing {line:?} in\n{torrc}"
+            );
         }
         assert!(!torrc.contains("RunAsDaemon 1"));
         assert!(!torrc.contains("PidFile"));
@@ -259,7 +265,10 @@ mod tests {
             &authorities(),
         )
         .unwrap();
-        let tail: Vec<&str> = torrc.lines().skip_while(|l| !l.starts_with("SocksPort")).collect();
+        let tail: Vec<&str> = torrc
+            .lines()
+            .skip_while(|l| !l.starts_with("SocksPort"))
+            .collect();
         assert_eq!(
             tail,
             [

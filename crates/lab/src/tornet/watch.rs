@@ -52,12 +52,18 @@ impl Progress {
     }
 
     fn update(&self, index: usize, change: impl FnOnce(&mut NodeState)) {
-        let mut nodes = self.nodes.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut nodes = self
+            .nodes
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         change(&mut nodes[index]);
     }
 
     fn get(&self, index: usize) -> NodeState {
-        self.nodes.lock().unwrap_or_else(|poison| poison.into_inner())[index].clone()
+        self.nodes
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())[index]
+            .clone()
     }
 }
 
@@ -110,8 +116,11 @@ impl Watch {
     }
 
     fn watch_once(&self) -> Result<()> {
-        let mut control =
-            ControlConnection::connect(self.control_addr, &self.cookie_path, Duration::from_secs(1))?;
+        let mut control = ControlConnection::connect(
+            self.control_addr,
+            &self.cookie_path,
+            Duration::from_secs(1),
+        )?;
         control.command("SETEVENTS HS_DESC")?;
         let mut next_poll = Instant::now();
         while !self.stopping() && !self.done() {
