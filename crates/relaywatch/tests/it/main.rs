@@ -1,0 +1,9 @@
+//! relaywatch's integration tests: one binary (see ARCHITECTURE.md, "Testing").
+
+/// Shared helpers: polling for a condition, reading scrapes.
+mod support;
+
+/// The exporter on every relay of a lab over the real private Tor network: peers, bytes, leaks, privacy.
+mod fleet;
+/// Sources failing under the exporter: relay killed and restarted, garbage from the admin API.
+mod source_failures;
