@@ -40,7 +40,12 @@ pub fn parse_exposition(text: &str) -> Samples {
 impl Exporter {
     /// Starts an exporter for `relay` (mode, admin API, SOCKS address from the relay's spec)
     /// and waits until /readyz answers.
-    pub fn start(binary: &Path, relay: &Relay, extra_args: &[&str], dir: &Path) -> Result<Exporter> {
+    pub fn start(
+        binary: &Path,
+        relay: &Relay,
+        extra_args: &[&str],
+        dir: &Path,
+    ) -> Result<Exporter> {
         let name = format!("relaywatch-{}", relay.name());
         let listen = SocketAddr::new(IpAddr::V4(relay.spec.ip), EXPORTER_PORT);
         let log_path = dir.join(format!("{name}.log"));
@@ -48,7 +53,10 @@ impl Exporter {
         command
             .arg("exporter")
             .args(["--mode", relay.spec.mode.as_str()])
-            .args(["--relay-admin-url", &format!("http://{}", relay.spec.admin_addr())])
+            .args([
+                "--relay-admin-url",
+                &format!("http://{}", relay.spec.admin_addr()),
+            ])
             .args(["--tor-proxy", &relay.spec.socks.to_string()])
             .args(["--listen", &listen.to_string()])
             .args(extra_args);
@@ -59,7 +67,11 @@ impl Exporter {
                 break;
             }
             if !child.is_running() {
-                bail!("{name} exited at start; log {}:\n{}", log_path.display(), tail(&log_path, 20));
+                bail!(
+                    "{name} exited at start; log {}:\n{}",
+                    log_path.display(),
+                    tail(&log_path, 20)
+                );
             }
             if Instant::now() > deadline {
                 bail!("{name} not ready within 15 s; log {}", log_path.display());

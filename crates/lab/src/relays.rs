@@ -221,7 +221,8 @@ impl Relay {
 
     /// Lab extension: pause (false) or resume (true) traffic frames on every session.
     pub fn set_traffic(&self, enabled: bool) -> Result<()> {
-        self.admin("labrelay_setTraffic", json!([enabled])).map(drop)
+        self.admin("labrelay_setTraffic", json!([enabled]))
+            .map(drop)
     }
 
     pub fn metrics_text(&self) -> Result<String> {

@@ -178,7 +178,10 @@ fn admin_call(node: &Arc<Node>, method: &str, params: &Value) -> Result<Value, (
         // Outside gethrelay's API: exact per-connection byte counts for tests.
         "labrelay_setTraffic" => {
             let enabled = params.get(0).and_then(Value::as_bool).ok_or_else(|| {
-                (-32602, "labrelay_setTraffic expects [true|false]".to_string())
+                (
+                    -32602,
+                    "labrelay_setTraffic expects [true|false]".to_string(),
+                )
             })?;
             node.set_traffic(enabled);
             Ok(json!(enabled))

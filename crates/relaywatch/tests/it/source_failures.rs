@@ -20,7 +20,9 @@ fn relay_spec(name: &str, subnet: [u8; 3], host: u8) -> RelaySpec {
         // No tor here: clearnet-only peers never touch the proxy.
         socks: "127.0.0.1:9".parse().unwrap(),
         onion: None,
-        extra_args: ["--lab.redial-ms", "500", "--lab.msg-interval-ms", "50"].map(String::from).to_vec(),
+        extra_args: ["--lab.redial-ms", "500", "--lab.msg-interval-ms", "50"]
+            .map(String::from)
+            .to_vec(),
     }
 }
 
@@ -34,7 +36,10 @@ fn relay_killed_and_restarted_under_the_exporter() {
     let subnet = random_subnet();
     // A fixed key, so that the restarted relay is the node b keeps dialing.
     let mut spec_a = relay_spec("a", subnet, 1);
-    spec_a.extra_args.extend(["--lab.nodekeyhex".into(), "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318".into()]);
+    spec_a.extra_args.extend([
+        "--lab.nodekeyhex".into(),
+        "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318".into(),
+    ]);
     let mut a = Relay::start(&labrelay(), spec_a, dir.path()).unwrap();
     let b = Relay::start(&labrelay(), relay_spec("b", subnet, 2), dir.path()).unwrap();
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_relaywatch"));
@@ -45,10 +50,15 @@ fn relay_killed_and_restarted_under_the_exporter() {
         value(samples, "relaywatch_source_up{source=\"relay\"}") == 1.0
             && value(samples, "p2p_peers_clearnet{direction=\"inbound\"}") == 1.0
     };
-    let before = eventually("the exporter to count the peer and its bytes", Duration::from_secs(20), || {
-        let samples = exporter.scrape().ok()?;
-        (peer_seen(&samples) && value(&samples, "p2p_ingress_clearnet") > 1000.0).then_some(samples)
-    });
+    let before = eventually(
+        "the exporter to count the peer and its bytes",
+        Duration::from_secs(20),
+        || {
+            let samples = exporter.scrape().ok()?;
+            (peer_seen(&samples) && value(&samples, "p2p_ingress_clearnet") > 1000.0)
+                .then_some(samples)
+        },
+    );
 
     a.stop();
     let down = eventually("relay source down", Duration::from_secs(20), || {
@@ -56,16 +66,28 @@ fn relay_killed_and_restarted_under_the_exporter() {
         (value(&samples, "relaywatch_source_up{source=\"relay\"}") == 0.0).then_some(samples)
     });
     assert_monotonic(&before, &down, "relay down");
-    assert_eq!(value(&down, "relaywatch_source_up{source=\"sockets\"}"), 1.0, "sockets still fine");
-    assert!(!down.contains_key("p2p_peers_clearnet{direction=\"inbound\"}"), "no stale peer gauges while the relay is down");
+    assert_eq!(
+        value(&down, "relaywatch_source_up{source=\"sockets\"}"),
+        1.0,
+        "sockets still fine"
+    );
+    assert!(
+        !down.contains_key("p2p_peers_clearnet{direction=\"inbound\"}"),
+        "no stale peer gauges while the relay is down"
+    );
 
     // A new relay process on the same address: the exporter finds it by itself.
     let a2 = Relay::start(&labrelay(), a.spec.clone(), dir.path()).unwrap();
-    let after = eventually("relay source back with the peer", Duration::from_secs(30), || {
-        let samples = exporter.scrape().ok()?;
-        (peer_seen(&samples) && value(&samples, "p2p_ingress_clearnet") > value(&down, "p2p_ingress_clearnet"))
+    let after = eventually(
+        "relay source back with the peer",
+        Duration::from_secs(30),
+        || {
+            let samples = exporter.scrape().ok()?;
+            (peer_seen(&samples)
+                && value(&samples, "p2p_ingress_clearnet") > value(&down, "p2p_ingress_clearnet"))
             .then_some(samples)
-    });
+        },
+    );
     assert_monotonic(&down, &after, "relay restarted");
     drop(a2);
 }
@@ -90,7 +112,9 @@ fn fake_admin_api(addr: SocketAddr, response: Option<&'static str>) {
 }
 
 fn scrape(listen: SocketAddr) -> Option<Samples> {
-    Some(parse_exposition(&lab::rpc::get_text(listen, "/metrics").ok()?))
+    Some(parse_exposition(
+        &lab::rpc::get_text(listen, "/metrics").ok()?,
+    ))
 }
 
 #[test]
@@ -109,16 +133,43 @@ fn garbage_and_silence_from_the_admin_api_only_mark_the_source_down() {
         let listen = SocketAddr::new(ip, 19476 + index as u16);
         fake_admin_api(admin, response);
         let mut command = Command::new(env!("CARGO_BIN_EXE_relaywatch"));
-        command.args(["exporter", "--mode", "only-onion", "--enforce", "--poll-interval", "200ms"]);
-        command.args(["--relay-admin-url", &format!("http://{admin}"), "--listen", &listen.to_string()]);
-        let mut child = lab::process::spawn(case, command, &dir.path().join(format!("{index}.log"))).unwrap();
-        let samples = eventually(&format!("{case}: relay source reported down"), Duration::from_secs(20), || {
-            let samples = scrape(listen)?;
-            let relay_down = samples.get("relaywatch_source_up{source=\"relay\"}") == Some(&0.0);
-            (relay_down && samples.contains_key("relaywatch_source_up{source=\"sockets\"}")).then_some(samples)
-        });
-        assert_eq!(value(&samples, "relaywatch_source_up{source=\"sockets\"}"), 1.0, "{case}");
-        assert_eq!(value(&samples, "relaywatch_clearnet_leaks_total"), 0.0, "{case}");
+        command.args([
+            "exporter",
+            "--mode",
+            "only-onion",
+            "--enforce",
+            "--poll-interval",
+            "200ms",
+        ]);
+        command.args([
+            "--relay-admin-url",
+            &format!("http://{admin}"),
+            "--listen",
+            &listen.to_string(),
+        ]);
+        let mut child =
+            lab::process::spawn(case, command, &dir.path().join(format!("{index}.log"))).unwrap();
+        let samples = eventually(
+            &format!("{case}: relay source reported down"),
+            Duration::from_secs(20),
+            || {
+                let samples = scrape(listen)?;
+                let relay_down =
+                    samples.get("relaywatch_source_up{source=\"relay\"}") == Some(&0.0);
+                (relay_down && samples.contains_key("relaywatch_source_up{source=\"sockets\"}"))
+                    .then_some(samples)
+            },
+        );
+        assert_eq!(
+            value(&samples, "relaywatch_source_up{source=\"sockets\"}"),
+            1.0,
+            "{case}"
+        );
+        assert_eq!(
+            value(&samples, "relaywatch_clearnet_leaks_total"),
+            0.0,
+            "{case}"
+        );
         assert!(child.is_running(), "{case}: the exporter died");
         let log = std::fs::read_to_string(dir.path().join(format!("{index}.log"))).unwrap();
         assert!(!log.contains("panicked"), "{case}: {log}");
