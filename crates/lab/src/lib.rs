@@ -2,6 +2,7 @@
 //!
 //! Used by integration tests and by `cargo xtask lab`; never linked into the relaywatch sidecar.
 
+pub mod bench;
 pub mod exporters;
 pub mod lab;
 pub mod process;

@@ -8,6 +8,7 @@ use lab::lab::{Lab, LabSpec};
 
 const USAGE: &str = "\
 usage: relaywatch-lab [--clearnet N] [--prefer-tor N] [--only-onion N] [--dir DIR] [--once]
+       relaywatch-lab --bench-exporter N
 
 Starts a private Tor network on loopback and lab relays (the gethrelay stand-in) in the
 three modes, peers them as an operator would, and prints every relay's peers, Tor vs
@@ -18,16 +19,21 @@ clearnet. Runs until Ctrl-C (with --once: prints and exits).
   --only-onion N   only-onion relays (default 3)
   --dir DIR        keep logs, torrcs and keys in DIR (default: a temporary directory)
   --once           print the peers once and stop
+  --bench-exporter N
+                   instead: measure the exporter's RSS, CPU and /metrics latency beside a
+                   relay with N clearnet peers (no Tor), print the figures and stop
 ";
 
 struct Options {
     spec: LabSpec,
     once: bool,
+    bench_exporter: Option<usize>,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut spec = LabSpec::fleet();
     let mut once = false;
+    let mut bench_exporter = None;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         let mut value = |flag: &str| {
@@ -45,6 +51,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--only-onion" => spec.relays[2].1 = count(arg, value(arg)?)?,
             "--dir" => spec.dir = Some(PathBuf::from(value(arg)?)),
             "--once" => once = true,
+            "--bench-exporter" => bench_exporter = Some(count(arg, value(arg)?)?),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -53,7 +60,11 @@ fn parse(args: &[String]) -> Result<Options, String> {
     if total == 0 || total > 200 {
         return Err(format!("the lab needs 1 to 200 relays, got {total}"));
     }
-    Ok(Options { spec, once })
+    Ok(Options {
+        spec,
+        once,
+        bench_exporter,
+    })
 }
 
 fn main() -> ExitCode {
@@ -79,6 +90,10 @@ fn main() -> ExitCode {
 }
 
 fn run(options: Options) -> anyhow::Result<()> {
+    if let Some(peers) = options.bench_exporter {
+        println!("{}", lab::bench::exporter_bench(peers, Duration::from_secs(30))?);
+        return Ok(());
+    }
     let interrupted = lab::signals::install_interrupt_flag()?;
     let modes: Vec<String> = options
         .spec
