@@ -5,5 +5,7 @@ mod support;
 
 /// The exporter on every relay of a lab over the real private Tor network: peers, bytes, leaks, privacy.
 mod fleet;
+/// `promtool check metrics` on a live exposition.
+mod exposition_lint;
 /// Sources failing under the exporter: relay killed and restarted, garbage from the admin API.
 mod source_failures;
