@@ -16,10 +16,16 @@ use crate::relays::{random_subnet, Mode, Relay, RelaySpec};
 fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name, which is in parentheses and may contain spaces.
-    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |index: usize| -> Result<f64> {
-        Ok(fields.get(index).context("short /proc stat")?.parse::<f64>()?)
+        Ok(fields
+            .get(index)
+            .context("short /proc stat")?
+            .parse::<f64>()?)
     };
     // utime and stime are fields 14 and 15 of stat; here 0-based after the name: 11 and 12.
     let clock_ticks = 100.0; // sysconf(_SC_CLK_TCK) is 100 on Linux x86_64
@@ -47,7 +53,9 @@ pub fn exporter_bench(peers: usize, measure_for: Duration) -> Result<String> {
     if peers == 0 || peers > 250 {
         bail!("--bench-exporter takes 1 to 250 peers (one /24 of loopback addresses)");
     }
-    let dir = tempfile::Builder::new().prefix("relaywatch-bench-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("relaywatch-bench-")
+        .tempdir()?;
     let labrelay = crate::workspace_binary("labrelay")?;
     let relaywatch: PathBuf = crate::workspace_binary("relaywatch")?;
     let subnet = random_subnet();
@@ -58,12 +66,21 @@ pub fn exporter_bench(peers: usize, measure_for: Duration) -> Result<String> {
         socks: "127.0.0.1:9".parse().expect("literal address"),
         onion: None,
         extra_args: extra.iter().map(|arg| arg.to_string()).collect(),
+        tor_control: None,
     };
     let max_peers = (peers * 3 / 2 + 10).to_string();
-    let hub = Relay::start(&labrelay, spec("hub".into(), 1, &["--maxpeers", &max_peers]), dir.path())?;
+    let hub = Relay::start(
+        &labrelay,
+        spec("hub".into(), 1, &["--maxpeers", &max_peers]),
+        dir.path(),
+    )?;
     let mut clients = Vec::new();
     for index in 0..peers {
-        let client = Relay::start(&labrelay, spec(format!("client-{index}"), index as u8 + 2, &[]), dir.path())?;
+        let client = Relay::start(
+            &labrelay,
+            spec(format!("client-{index}"), index as u8 + 2, &[]),
+            dir.path(),
+        )?;
         client.add_peer(&hub.clearnet_enode())?;
         clients.push(client);
     }
@@ -98,7 +115,9 @@ pub fn exporter_bench(peers: usize, measure_for: Duration) -> Result<String> {
     let samples = exporter.scrape()?;
     let poll = |source: &str| {
         samples
-            .get(&format!("relaywatch_source_poll_duration_seconds{{source=\"{source}\"}}"))
+            .get(&format!(
+                "relaywatch_source_poll_duration_seconds{{source=\"{source}\"}}"
+            ))
             .copied()
             .unwrap_or(f64::NAN)
             * 1000.0

@@ -58,8 +58,17 @@ impl Exporter {
                 &format!("http://{}", relay.spec.admin_addr()),
             ])
             .args(["--tor-proxy", &relay.spec.socks.to_string()])
-            .args(["--listen", &listen.to_string()])
-            .args(extra_args);
+            .args(["--listen", &listen.to_string()]);
+        match &relay.spec.tor_control {
+            Some((control, cookie)) => {
+                command.args(["--tor-control", &control.to_string()]);
+                command.arg("--tor-cookie").arg(cookie);
+            }
+            None => {
+                command.args(["--tor-control", "off"]);
+            }
+        }
+        command.args(extra_args);
         let mut child = process::spawn(&name, command, &log_path)?;
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {

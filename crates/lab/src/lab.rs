@@ -21,6 +21,8 @@ pub struct LabSpec {
     pub relay_args: Vec<String>,
     /// The labrelay binary; default: found next to the running executable.
     pub labrelay_binary: Option<PathBuf>,
+    /// tor's `SocksTimeout` on every pod tor (default 120 s), to bound failing dials in tests.
+    pub socks_timeout: Option<Duration>,
 }
 
 impl LabSpec {
@@ -35,6 +37,7 @@ impl LabSpec {
             dir: None,
             relay_args: Vec::new(),
             labrelay_binary: None,
+            socks_timeout: None,
         }
     }
 }
@@ -84,6 +87,9 @@ impl Lab {
         let mut builder = TorNetwork::builder().dir(dir.join("tor"));
         for (name, mode, ip) in &plans {
             let mut node = NodeSpec::new(name.clone());
+            if let Some(timeout) = spec.socks_timeout {
+                node = node.socks_timeout(timeout);
+            }
             // Clearnet pods run a Tor sidecar too (gethrelay's default mode with --tor-proxy) but
             // publish no onion service.
             if *mode != Mode::Clearnet {
@@ -103,6 +109,7 @@ impl Lab {
                 socks: node.socks_addr,
                 onion: node.onion_hostname.clone(),
                 extra_args: spec.relay_args.clone(),
+                tor_control: Some((node.control_addr, node.cookie_path.clone())),
             };
             relays.push(Relay::start(&binary, spec, &dir)?);
         }

@@ -91,7 +91,10 @@ fn main() -> ExitCode {
 
 fn run(options: Options) -> anyhow::Result<()> {
     if let Some(peers) = options.bench_exporter {
-        println!("{}", lab::bench::exporter_bench(peers, Duration::from_secs(30))?);
+        println!(
+            "{}",
+            lab::bench::exporter_bench(peers, Duration::from_secs(30))?
+        );
         return Ok(());
     }
     let interrupted = lab::signals::install_interrupt_flag()?;

@@ -73,6 +73,8 @@ pub struct RelaySpec {
     pub onion: Option<String>,
     /// Further labrelay flags (e.g. `--lab.redial-ms 2000`).
     pub extra_args: Vec<String>,
+    /// The pod tor's control port and cookie file, for the pod's exporter.
+    pub tor_control: Option<(SocketAddr, PathBuf)>,
 }
 
 impl RelaySpec {

@@ -116,6 +116,72 @@ pub const SOURCE_POLL_DURATION: Metric = metric(
     "Duration of the source's last poll.",
     &["source"],
 );
+pub const DIALS_TOR: Metric = metric(
+    "p2p_dials_tor_total",
+    Kind::Counter,
+    "Streams the relay opened to an onion address through the pod's tor.",
+    &[],
+);
+pub const DIALS_TOR_SUCCESS: Metric = metric(
+    "p2p_dials_tor_success_total",
+    Kind::Counter,
+    "Tor dials that reached the onion service (STREAM SUCCEEDED).",
+    &[],
+);
+pub const DIALS_TOR_ERROR_CIRCUIT: Metric = metric(
+    "p2p_dials_tor_error_circuit",
+    Kind::Counter,
+    "Failed Tor dials caused by a circuit or onion-service path failure, not by the peer refusing.",
+    &[],
+);
+pub const DIALS_TOR_ERRORS: Metric = metric(
+    "p2p_dials_tor_errors_total",
+    Kind::Counter,
+    "Failed Tor dials by reason (see the README's mapping table).",
+    &["reason"],
+);
+pub const TOR_CIRCUITS_BUILT: Metric = metric(
+    "tor_circuits_built_total",
+    Kind::Counter,
+    "Circuits the pod's tor built.",
+    &[],
+);
+pub const TOR_CIRCUITS_FAILED: Metric = metric(
+    "tor_circuits_failed_total",
+    Kind::Counter,
+    "Circuits the pod's tor failed to build or lost, by purpose and reason.",
+    &["purpose", "reason"],
+);
+pub const TOR_ORCONN_FAILED: Metric = metric(
+    "tor_orconn_failed_total",
+    Kind::Counter,
+    "Connections to Tor relays that failed, by reason.",
+    &["reason"],
+);
+pub const TOR_BOOTSTRAP: Metric = metric(
+    "tor_bootstrap_progress_ratio",
+    Kind::Gauge,
+    "Bootstrap progress of the pod's tor, 0 to 1.",
+    &[],
+);
+pub const TOR_NETWORK_LIVENESS: Metric = metric(
+    "tor_network_liveness",
+    Kind::Gauge,
+    "Whether the pod's tor considers the network live (1) or down (0); slow to flip.",
+    &[],
+);
+pub const TOR_CIRCUIT_ESTABLISHED: Metric = metric(
+    "tor_circuit_established",
+    Kind::Gauge,
+    "Whether the pod's tor has established a circuit (1) or not (0).",
+    &[],
+);
+pub const TOR_UNPARSED_LINES: Metric = metric(
+    "relaywatch_tor_control_unparsed_lines_total",
+    Kind::Counter,
+    "Control-port lines that were malformed or over the length limit and were skipped.",
+    &[],
+);
 pub const BUILD_INFO: Metric = metric(
     "relaywatch_build_info",
     Kind::Gauge,
@@ -134,6 +200,17 @@ pub const ALL: &[Metric] = &[
     CLEARNET_LEAKS,
     LEAK_REMOVALS,
     ONION_FALLBACK_PEERS,
+    DIALS_TOR,
+    DIALS_TOR_SUCCESS,
+    DIALS_TOR_ERROR_CIRCUIT,
+    DIALS_TOR_ERRORS,
+    TOR_CIRCUITS_BUILT,
+    TOR_CIRCUITS_FAILED,
+    TOR_ORCONN_FAILED,
+    TOR_BOOTSTRAP,
+    TOR_NETWORK_LIVENESS,
+    TOR_CIRCUIT_ESTABLISHED,
+    TOR_UNPARSED_LINES,
     SOURCE_UP,
     SOURCE_LAST_SUCCESS,
     SOURCE_POLL_DURATION,
@@ -185,6 +262,9 @@ mod tests {
             "p2p_peers_clearnet",
             "p2p_ingress_tor",
             "p2p_egress_tor",
+            "p2p_dials_tor_total",
+            "p2p_dials_tor_success_total",
+            "p2p_dials_tor_error_circuit",
         ] {
             assert!(names.contains(&prd), "{prd}");
         }

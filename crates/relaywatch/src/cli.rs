@@ -69,6 +69,18 @@ pub struct ExporterArgs {
     )]
     pub tor_source_addr: Vec<IpAddr>,
 
+    /// The pod tor's control port, or `off` for a pod without tor.
+    #[arg(long, env = "RELAYWATCH_TOR_CONTROL", default_value = "127.0.0.1:9051")]
+    pub tor_control: String,
+
+    /// tor's control cookie (CookieAuthentication); default: the file PROTOCOLINFO names.
+    #[arg(long, env = "RELAYWATCH_TOR_COOKIE")]
+    pub tor_cookie: Option<std::path::PathBuf>,
+
+    /// A file holding the control-port password (HashedControlPassword); never pass it as a flag.
+    #[arg(long, env = "RELAYWATCH_TOR_PASSWORD_FILE")]
+    pub tor_password_file: Option<std::path::PathBuf>,
+
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, env = "RELAYWATCH_LISTEN", default_value = "0.0.0.0:9476")]
     pub listen: SocketAddr,
@@ -128,6 +140,25 @@ pub fn check_admin_url(url: &str) -> Result<(), String> {
 }
 
 impl ExporterArgs {
+    /// The control-port settings, `None` with `--tor-control off`.
+    pub fn tor_control(&self) -> Result<Option<crate::sources::tor::TorControlConfig>, String> {
+        if self.tor_control == "off" {
+            return Ok(None);
+        }
+        let address = self.tor_control.parse().map_err(|_| {
+            format!(
+                "--tor-control {:?}: expected ip:port (e.g. 127.0.0.1:9051) or `off`",
+                self.tor_control
+            )
+        })?;
+        Ok(Some(crate::sources::tor::TorControlConfig {
+            address,
+            cookie_file: self.tor_cookie.clone(),
+            password_file: self.tor_password_file.clone(),
+            poll_interval: self.poll_interval,
+        }))
+    }
+
     pub fn tor_endpoints(&self) -> TorEndpoints {
         TorEndpoints {
             socks_proxy: self.tor_proxy,

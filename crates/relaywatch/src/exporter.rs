@@ -17,7 +17,8 @@ use crate::leak_guard::LeakGuard;
 use crate::log;
 use crate::sockdiag::{DestroyListener, SockDiag};
 use crate::sources::relay::{Peer, RelayClient};
-use crate::sources::{sockets, Health, Source};
+use crate::sources::tor::{TorControlConfig, TorState};
+use crate::sources::{sockets, tor, Health, Source};
 use crate::traffic::{ConnKey, Traffic};
 
 /// Peers per route and direction, from the last successful admin_peers.
@@ -53,11 +54,15 @@ pub struct Exporter {
     relay: RelayClient,
     state: Mutex<State>,
     ready: AtomicBool,
+    tor_control: Option<TorControlConfig>,
+    tor_state: Arc<Mutex<TorState>>,
 }
 
 impl Exporter {
-    pub fn new(args: &ExporterArgs) -> Arc<Exporter> {
+    pub fn new(args: &ExporterArgs, tor_control: Option<TorControlConfig>) -> Arc<Exporter> {
         Arc::new(Exporter {
+            tor_control,
+            tor_state: Arc::new(Mutex::new(TorState::default())),
             mode: args.mode,
             enforce: args.enforce,
             tor: args.tor_endpoints(),
@@ -105,6 +110,16 @@ impl Exporter {
             .name("destroy-listener".into())
             .spawn(move || exporter.destroy_loop())
             .expect("cannot start the destroy-listener thread");
+        if let Some(config) = self.tor_control.clone() {
+            let exporter = Arc::clone(self);
+            let record =
+                move |ok: bool, duration: Duration| exporter.record(Source::Tor, ok, duration);
+            let state = Arc::clone(&self.tor_state);
+            std::thread::Builder::new()
+                .name("tor-control".into())
+                .spawn(move || tor::run(config, state, Arc::new(record)))
+                .expect("cannot start the tor-control thread");
+        }
     }
 
     fn poll_loop(&self) {
@@ -300,6 +315,15 @@ impl Exporter {
                 &["error"],
                 state.guard.removals_failed as f64,
             );
+        if self.tor_control.is_some() {
+            render_tor(
+                &mut out,
+                &self
+                    .tor_state
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            );
+        }
         let sources: Vec<(&str, Health)> = Source::ALL
             .iter()
             .filter_map(|source| Some((source.as_str(), *state.health.get(source.as_str())?)))
@@ -325,5 +349,47 @@ impl Exporter {
         out.family(&BUILD_INFO)
             .sample(&BUILD_INFO, &[env!("CARGO_PKG_VERSION")], 1.0);
         out.finish()
+    }
+}
+
+/// The Tor source's families; health gauges only while connected (unknown otherwise).
+fn render_tor(out: &mut Exposition, tor: &TorState) {
+    use catalog::*;
+    let counters = tor.tracker.counters();
+    out.single(&DIALS_TOR, counters.dials_total as f64);
+    out.single(&DIALS_TOR_SUCCESS, counters.dials_success_total as f64);
+    out.single(
+        &DIALS_TOR_ERROR_CIRCUIT,
+        counters.dials_error_circuit as f64,
+    );
+    out.family(&DIALS_TOR_ERRORS);
+    for (reason, count) in counters.dial_errors() {
+        out.sample(&DIALS_TOR_ERRORS, &[reason.as_str()], count as f64);
+    }
+    out.single(&TOR_CIRCUITS_BUILT, counters.circuits_built_total as f64);
+    out.family(&TOR_CIRCUITS_FAILED);
+    for (purpose, reason, count) in counters.circuits_failed() {
+        out.sample(&TOR_CIRCUITS_FAILED, &[purpose, reason], count as f64);
+    }
+    out.family(&TOR_ORCONN_FAILED);
+    for (reason, count) in counters.orconn_failed() {
+        out.sample(&TOR_ORCONN_FAILED, &[reason], count as f64);
+    }
+    out.single(
+        &TOR_UNPARSED_LINES,
+        (tor.unparsed_lines + counters.events_malformed) as f64,
+    );
+    if tor.connected {
+        let health = tor.tracker.health();
+        let flag = |value: bool| if value { 1.0 } else { 0.0 };
+        if let Some(progress) = health.bootstrap_progress {
+            out.single(&TOR_BOOTSTRAP, f64::from(progress) / 100.0);
+        }
+        if let Some(live) = health.network_live {
+            out.single(&TOR_NETWORK_LIVENESS, flag(live));
+        }
+        if let Some(established) = health.circuit_established {
+            out.single(&TOR_CIRCUIT_ESTABLISHED, flag(established));
+        }
     }
 }

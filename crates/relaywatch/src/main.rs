@@ -19,6 +19,13 @@ fn run_exporter(args: ExporterArgs) -> ExitCode {
         eprintln!("relaywatch: error: {error}");
         return ExitCode::from(2);
     }
+    let tor_control = match args.tor_control() {
+        Ok(tor_control) => tor_control,
+        Err(error) => {
+            eprintln!("relaywatch: error: {error}");
+            return ExitCode::from(2);
+        }
+    };
     log::set_level(args.log_level);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -40,7 +47,7 @@ fn run_exporter(args: ExporterArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let exporter = exporter::Exporter::new(&args);
+    let exporter = exporter::Exporter::new(&args, tor_control);
     exporter.start();
     log::info(&format!(
         "relaywatch {} exporter: mode {:?}{}, serving http://{}/metrics",

@@ -151,6 +151,7 @@ fn three_modes_over_real_tor_and_clearnet() {
             "100".into(),
         ],
         labrelay_binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_labrelay"))),
+        socks_timeout: None,
     };
     let started = Instant::now();
     let lab = Lab::start(spec).expect("the lab starts");

@@ -2,6 +2,7 @@
 
 pub mod relay;
 pub mod sockets;
+pub mod tor;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -10,15 +11,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub enum Source {
     Relay,
     Sockets,
+    Tor,
 }
 
 impl Source {
-    pub const ALL: [Source; 2] = [Source::Relay, Source::Sockets];
+    pub const ALL: [Source; 3] = [Source::Relay, Source::Sockets, Source::Tor];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Relay => "relay",
             Source::Sockets => "sockets",
+            Source::Tor => "tor",
         }
     }
 }

@@ -22,7 +22,10 @@ const PRD_COUNTERS_WITHOUT_TOTAL: [&str; 4] = [
 fn promtool_available() -> bool {
     let found = Command::new("promtool").arg("--version").output().is_ok();
     if !found {
-        assert!(std::env::var_os("CI").is_none(), "promtool is missing and CI is set");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool is missing and CI is set"
+        );
         eprintln!("skipped: promtool not found (Debian package prometheus; `cargo xtask test` installs it)");
     }
     found
@@ -42,17 +45,32 @@ fn promtool_accepts_the_exposition_except_prd_names() {
         socks: "127.0.0.1:9".parse().unwrap(),
         onion: None,
         extra_args: vec![],
+        tor_control: None,
     };
     let labrelay = lab::workspace_binary("labrelay").unwrap();
     let relay = Relay::start(&labrelay, spec("relay", 1), dir.path()).unwrap();
-    let peer = Relay::start(&labrelay, RelaySpec { mode: Mode::Clearnet, ..spec("peer", 2) }, dir.path()).unwrap();
+    let peer = Relay::start(
+        &labrelay,
+        RelaySpec {
+            mode: Mode::Clearnet,
+            ..spec("peer", 2)
+        },
+        dir.path(),
+    )
+    .unwrap();
     peer.add_peer(&relay.clearnet_enode()).unwrap();
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_relaywatch"));
-    let exporter = Exporter::start(&binary, &relay, &["--poll-interval", "200ms"], dir.path()).unwrap();
-    let text = eventually("a leak to show in the exposition", Duration::from_secs(20), || {
-        let text = exporter.metrics_text().ok()?;
-        text.contains("relaywatch_clearnet_leaks_total 1").then_some(text)
-    });
+    let exporter =
+        Exporter::start(&binary, &relay, &["--poll-interval", "200ms"], dir.path()).unwrap();
+    let text = eventually(
+        "a leak to show in the exposition",
+        Duration::from_secs(20),
+        || {
+            let text = exporter.metrics_text().ok()?;
+            text.contains("relaywatch_clearnet_leaks_total 1")
+                .then_some(text)
+        },
+    );
 
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
@@ -61,9 +79,15 @@ fn promtool_accepts_the_exposition_except_prd_names() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let output = promtool.wait_with_output().unwrap();
-    let complaints = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
+    let complaints = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
     for line in complaints.lines().filter(|line| !line.trim().is_empty()) {
         let allowed = PRD_COUNTERS_WITHOUT_TOTAL
             .iter()
@@ -71,6 +95,9 @@ fn promtool_accepts_the_exposition_except_prd_names() {
         assert!(allowed, "promtool complains: {line}\n{text}");
     }
     for name in PRD_COUNTERS_WITHOUT_TOTAL {
-        assert!(text.contains(&format!("# TYPE {name} counter")), "{name} missing:\n{text}");
+        assert!(
+            text.contains(&format!("# TYPE {name} counter")),
+            "{name} missing:\n{text}"
+        );
     }
 }

@@ -95,6 +95,7 @@ fn exporter_matches_admin_peers_and_relay_byte_counts_over_real_tor() {
             .map(String::from)
             .to_vec(),
         labrelay_binary: None,
+        socks_timeout: None,
     })
     .expect("the lab starts");
     eprintln!("{}", lab.ready);

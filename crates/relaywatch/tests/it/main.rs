@@ -3,9 +3,11 @@
 /// Shared helpers: polling for a condition, reading scrapes.
 mod support;
 
-/// The exporter on every relay of a lab over the real private Tor network: peers, bytes, leaks, privacy.
-mod fleet;
 /// `promtool check metrics` on a live exposition.
 mod exposition_lint;
+/// The exporter on every relay of a lab over the real private Tor network: peers, bytes, leaks, privacy.
+mod fleet;
 /// Sources failing under the exporter: relay killed and restarted, garbage from the admin API.
 mod source_failures;
+/// The Tor control-port source against a real pod tor: dials by outcome, tor restarts.
+mod tor_source;

@@ -23,6 +23,7 @@ fn relay_spec(name: &str, subnet: [u8; 3], host: u8) -> RelaySpec {
         extra_args: ["--lab.redial-ms", "500", "--lab.msg-interval-ms", "50"]
             .map(String::from)
             .to_vec(),
+        tor_control: None,
     }
 }
 

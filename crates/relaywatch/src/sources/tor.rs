@@ -1,0 +1,353 @@
+//! The Tor source: the pod tor's control port. Sends only PROTOCOLINFO, AUTHCHALLENGE,
+//! AUTHENTICATE, SETEVENTS and GETINFO; everything it hears goes through `torctl`.
+//!
+//! One thread owns the connection: it feeds events to the dial tracker as they arrive and
+//! asks GETINFO for health every poll interval. When tor goes away it reconnects with
+//! backoff, re-subscribes and keeps the same tracker, so counters stay monotonic.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use torctl::auth::{self, AuthChallenge};
+use torctl::vocab::AuthMethod;
+use torctl::{getinfo, parse_event, DialTracker, LineBuffer, Message};
+
+use crate::log;
+
+/// Events the tracker needs; unknown ones would be rejected by old tors, so no more.
+pub const EVENTS: &str = "SETEVENTS STREAM CIRC HS_DESC ORCONN NETWORK_LIVENESS STATUS_CLIENT";
+/// Every read, write and connect on the control port gives up after this long.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How to reach and authenticate to tor.
+#[derive(Debug, Clone)]
+pub struct TorControlConfig {
+    pub address: SocketAddr,
+    /// Cookie file; default: the path PROTOCOLINFO names.
+    pub cookie_file: Option<PathBuf>,
+    /// File holding the control password (HASHEDPASSWORD); never a flag value, which `ps` shows.
+    pub password_file: Option<PathBuf>,
+    pub poll_interval: Duration,
+}
+
+/// What the exporter reads from this source.
+#[derive(Debug)]
+pub struct TorState {
+    pub tracker: DialTracker,
+    pub connected: bool,
+    /// Malformed or oversized control lines over all connections.
+    pub unparsed_lines: u64,
+}
+
+impl Default for TorState {
+    fn default() -> Self {
+        TorState {
+            tracker: DialTracker::new(),
+            connected: false,
+            unparsed_lines: 0,
+        }
+    }
+}
+
+/// Called after every connection attempt and every health poll: (ok, duration).
+pub type Record = dyn Fn(bool, Duration) + Send + Sync;
+
+struct Connection<'a> {
+    stream: TcpStream,
+    lines: LineBuffer,
+    state: &'a Mutex<TorState>,
+    counted_unparsed: u64,
+}
+
+impl Connection<'_> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TorState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The next complete message, feeding every event on the way to the tracker; `None` on
+    /// a read timeout with nothing complete.
+    fn next_message(&mut self) -> std::io::Result<Option<Message>> {
+        loop {
+            if let Some(message) = self.lines.next_message() {
+                self.account_unparsed();
+                if message.is_event() {
+                    let event = parse_event(&message);
+                    if let Some(event) = event {
+                        self.lock().tracker.observe(&event, Instant::now());
+                    }
+                    continue;
+                }
+                return Ok(Some(message));
+            }
+            let mut buf = [0u8; 16 * 1024];
+            match self.stream.read(&mut buf) {
+                Ok(0) => {
+                    return Err(std::io::Error::new(
+                        ErrorKind::UnexpectedEof,
+                        "tor closed the control connection",
+                    ))
+                }
+                Ok(n) => self.lines.push(&buf[..n]),
+                Err(error)
+                    if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                {
+                    return Ok(None)
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    fn account_unparsed(&mut self) {
+        let stats = self.lines.stats();
+        let total = stats.malformed_lines + stats.oversized_lines;
+        if total > self.counted_unparsed {
+            let delta = total - self.counted_unparsed;
+            self.counted_unparsed = total;
+            self.lock().unparsed_lines += delta;
+        }
+    }
+
+    /// Sends one command and returns its reply; events arriving meanwhile are processed.
+    fn command(&mut self, line: &str) -> std::io::Result<Message> {
+        self.stream.write_all(format!("{line}\r\n").as_bytes())?;
+        let deadline = Instant::now() + IO_TIMEOUT;
+        loop {
+            if let Some(message) = self.next_message()? {
+                return Ok(message);
+            }
+            if Instant::now() > deadline {
+                return Err(std::io::Error::new(
+                    ErrorKind::TimedOut,
+                    "tor did not answer within 5 s",
+                ));
+            }
+        }
+    }
+}
+
+/// Why a session ended; the text is the one-line error the log shows.
+#[derive(Debug)]
+enum SessionError {
+    Connect(std::io::Error),
+    Auth(String),
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for SessionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionError::Connect(error) => {
+                write!(f, "cannot connect to the control port: {error}")
+            }
+            SessionError::Auth(text) => write!(f, "{text}"),
+            SessionError::Io(error) => write!(f, "control connection lost: {error}"),
+        }
+    }
+}
+
+impl From<std::io::Error> for SessionError {
+    fn from(error: std::io::Error) -> Self {
+        SessionError::Io(error)
+    }
+}
+
+fn read_secret(path: &PathBuf, what: &str) -> Result<Vec<u8>, SessionError> {
+    std::fs::read(path).map_err(|error| {
+        SessionError::Auth(format!(
+            "{what} authentication failed: cannot read {} ({error}); check the file and the exporter's group (--tor-cookie / --tor-password-file)",
+            path.display()
+        ))
+    })
+}
+
+fn authenticate(
+    connection: &mut Connection,
+    config: &TorControlConfig,
+) -> Result<(), SessionError> {
+    let info = auth::parse_protocolinfo(&connection.command("PROTOCOLINFO 1")?)
+        .map_err(|error| SessionError::Auth(format!("PROTOCOLINFO failed: {error}")))?;
+    let cookie_path = config
+        .cookie_file
+        .clone()
+        .or_else(|| info.cookie_file.as_ref().map(PathBuf::from));
+    let refused = |method: &str, reply: &Message| {
+        SessionError::Auth(format!(
+            "{method} authentication failed: tor answered {} {}",
+            reply.status,
+            reply.first_text()
+        ))
+    };
+    let (method, reply) = if config.password_file.is_some()
+        && info.offers(&AuthMethod::HashedPassword)
+    {
+        let password = read_secret(
+            config.password_file.as_ref().expect("checked above"),
+            "HASHEDPASSWORD",
+        )?;
+        let password = String::from_utf8_lossy(&password)
+            .trim_end_matches(['\r', '\n'])
+            .to_string();
+        (
+            "HASHEDPASSWORD",
+            connection.command(&auth::authenticate_password_command(&password))?,
+        )
+    } else if info.offers(&AuthMethod::SafeCookie) && cookie_path.is_some() {
+        let cookie = read_secret(cookie_path.as_ref().expect("checked above"), "SAFECOOKIE")?;
+        auth::check_cookie(&cookie).map_err(|error| {
+            SessionError::Auth(format!("SAFECOOKIE authentication failed: {error}"))
+        })?;
+        let client_nonce: [u8; auth::NONCE_LEN] = rand_nonce();
+        let reply = connection.command(&auth::authchallenge_command(&client_nonce))?;
+        let challenge: AuthChallenge = auth::parse_authchallenge(&reply).map_err(|error| {
+            SessionError::Auth(format!("SAFECOOKIE authentication failed: {error}"))
+        })?;
+        if !auth::verify_safecookie_server_hash(&cookie, &client_nonce, &challenge) {
+            return Err(SessionError::Auth(
+                "SAFECOOKIE authentication failed: tor's server hash does not match the cookie (wrong cookie file?)".into(),
+            ));
+        }
+        let client_hash =
+            auth::safecookie_client_hash(&cookie, &client_nonce, &challenge.server_nonce);
+        (
+            "SAFECOOKIE",
+            connection.command(&auth::authenticate_hex_command(&client_hash))?,
+        )
+    } else if info.offers(&AuthMethod::Cookie) && cookie_path.is_some() {
+        let cookie = read_secret(cookie_path.as_ref().expect("checked above"), "COOKIE")?;
+        (
+            "COOKIE",
+            connection.command(&auth::authenticate_hex_command(&cookie))?,
+        )
+    } else if info.offers(&AuthMethod::Null) {
+        ("NULL", connection.command(auth::AUTHENTICATE_NULL)?)
+    } else {
+        let offered: Vec<&str> = info
+            .auth_methods
+            .iter()
+            .map(|method| method.as_str())
+            .collect();
+        return Err(SessionError::Auth(format!(
+            "no usable authentication method: tor offers {} and none is configured (HASHEDPASSWORD needs --tor-password-file)",
+            offered.join(",")
+        )));
+    };
+    if !reply.is_ok() {
+        return Err(refused(method, &reply));
+    }
+    Ok(())
+}
+
+fn rand_nonce() -> [u8; auth::NONCE_LEN] {
+    let mut nonce = [0u8; auth::NONCE_LEN];
+    // The nonce only has to be unpredictable to tor's peers on this host; /dev/urandom is enough.
+    if let Ok(mut urandom) = std::fs::File::open("/dev/urandom") {
+        let _ = urandom.read_exact(&mut nonce);
+    }
+    nonce
+}
+
+fn poll_health(connection: &mut Connection) -> Result<(), SessionError> {
+    let reply = connection.command(&format!("GETINFO {}", getinfo::HEALTH_KEYS.join(" ")))?;
+    if !reply.is_ok() {
+        return Err(SessionError::Io(std::io::Error::other(format!(
+            "GETINFO failed: {} {}",
+            reply.status,
+            reply.first_text()
+        ))));
+    }
+    let value = |key: &str| getinfo::getinfo_value(&reply, key);
+    let bootstrap =
+        value("status/bootstrap-phase").and_then(|phase| getinfo::bootstrap_progress(&phase));
+    let live = value("network-liveness").and_then(|text| getinfo::parse_liveness(&text));
+    let circuit = value("status/circuit-established")
+        .and_then(|text| getinfo::parse_circuit_established(&text));
+    connection
+        .lock()
+        .tracker
+        .set_health(bootstrap, live, circuit);
+    Ok(())
+}
+
+fn session(
+    config: &TorControlConfig,
+    state: &Mutex<TorState>,
+    record: &Record,
+) -> Result<(), SessionError> {
+    let started = Instant::now();
+    let stream =
+        TcpStream::connect_timeout(&config.address, IO_TIMEOUT).map_err(SessionError::Connect)?;
+    stream.set_read_timeout(Some(Duration::from_millis(250)))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut connection = Connection {
+        stream,
+        lines: LineBuffer::new(),
+        state,
+        counted_unparsed: 0,
+    };
+    authenticate(&mut connection, config)?;
+    let reply = connection.command(EVENTS)?;
+    if !reply.is_ok() {
+        return Err(SessionError::Auth(format!(
+            "{EVENTS} refused: {} {}",
+            reply.status,
+            reply.first_text()
+        )));
+    }
+    {
+        let mut state = connection.lock();
+        state.tracker.connection_reset();
+        state.connected = true;
+    }
+    poll_health(&mut connection)?;
+    record(true, started.elapsed());
+    let mut next_poll = Instant::now() + config.poll_interval;
+    loop {
+        // Reading with a short timeout keeps events flowing between health polls.
+        connection.next_message()?;
+        if Instant::now() >= next_poll {
+            let started = Instant::now();
+            poll_health(&mut connection)?;
+            record(true, started.elapsed());
+            next_poll = Instant::now() + config.poll_interval;
+        }
+    }
+}
+
+/// Runs the source forever on the calling thread.
+pub fn run(config: TorControlConfig, state: Arc<Mutex<TorState>>, record: Arc<Record>) {
+    let mut backoff = Duration::from_millis(500);
+    let mut last_error = String::new();
+    loop {
+        let started = Instant::now();
+        let error = match session(&config, &state, record.as_ref()) {
+            Ok(()) => continue,
+            Err(error) => error,
+        };
+        {
+            let mut state = state
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            // Health is unknown without a connection; the gauges disappear instead of going stale.
+            state.connected = false;
+        }
+        record(false, started.elapsed());
+        let text = format!("tor source: {error}");
+        if text != last_error {
+            log::warn(&text);
+            last_error = text;
+        }
+        // A session that ran a while was healthy: start the backoff over.
+        if started.elapsed() > Duration::from_secs(10) {
+            backoff = Duration::from_millis(500);
+            last_error.clear();
+        }
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
