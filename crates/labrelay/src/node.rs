@@ -432,14 +432,12 @@ impl Node {
             let mut peers = self.peers.lock().unwrap();
             let trusted = self.trusted.lock().unwrap().contains(&id);
             let inbound_count = peers.values().filter(|peer| peer.inbound).count();
+            // geth's postHandshakeChecks: trusted peers bypass both limits.
+            let full = peers.len() >= self.config.max_peers
+                || (direction == Direction::Inbound && inbound_count >= self.max_inbound());
             let verdict = if id == self.local_id {
                 Err(DiscReason::SelfConnection)
-            } else if !trusted && peers.len() >= self.config.max_peers {
-                Err(DiscReason::TooManyPeers)
-            } else if !trusted
-                && direction == Direction::Inbound
-                && inbound_count >= self.max_inbound()
-            {
+            } else if !trusted && full {
                 Err(DiscReason::TooManyPeers)
             } else if peers.contains_key(&id) {
                 Err(DiscReason::AlreadyConnected)

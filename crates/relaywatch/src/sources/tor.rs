@@ -183,13 +183,17 @@ fn authenticate(
             reply.first_text()
         ))
     };
-    let (method, reply) = if config.password_file.is_some()
-        && info.offers(&AuthMethod::HashedPassword)
-    {
-        let password = read_secret(
-            config.password_file.as_ref().expect("checked above"),
-            "HASHEDPASSWORD",
-        )?;
+    let offered = |method: AuthMethod| info.offers(&method);
+    let password_file = config
+        .password_file
+        .as_ref()
+        .filter(|_| offered(AuthMethod::HashedPassword));
+    let safecookie_file = cookie_path
+        .as_ref()
+        .filter(|_| offered(AuthMethod::SafeCookie));
+    let cookie_file = cookie_path.as_ref().filter(|_| offered(AuthMethod::Cookie));
+    let (method, reply) = if let Some(password_file) = password_file {
+        let password = read_secret(password_file, "HASHEDPASSWORD")?;
         let password = String::from_utf8_lossy(&password)
             .trim_end_matches(['\r', '\n'])
             .to_string();
@@ -197,8 +201,8 @@ fn authenticate(
             "HASHEDPASSWORD",
             connection.command(&auth::authenticate_password_command(&password))?,
         )
-    } else if info.offers(&AuthMethod::SafeCookie) && cookie_path.is_some() {
-        let cookie = read_secret(cookie_path.as_ref().expect("checked above"), "SAFECOOKIE")?;
+    } else if let Some(safecookie_file) = safecookie_file {
+        let cookie = read_secret(safecookie_file, "SAFECOOKIE")?;
         auth::check_cookie(&cookie).map_err(|error| {
             SessionError::Auth(format!("SAFECOOKIE authentication failed: {error}"))
         })?;
@@ -218,13 +222,13 @@ fn authenticate(
             "SAFECOOKIE",
             connection.command(&auth::authenticate_hex_command(&client_hash))?,
         )
-    } else if info.offers(&AuthMethod::Cookie) && cookie_path.is_some() {
-        let cookie = read_secret(cookie_path.as_ref().expect("checked above"), "COOKIE")?;
+    } else if let Some(cookie_file) = cookie_file {
+        let cookie = read_secret(cookie_file, "COOKIE")?;
         (
             "COOKIE",
             connection.command(&auth::authenticate_hex_command(&cookie))?,
         )
-    } else if info.offers(&AuthMethod::Null) {
+    } else if offered(AuthMethod::Null) {
         ("NULL", connection.command(auth::AUTHENTICATE_NULL)?)
     } else {
         let offered: Vec<&str> = info
