@@ -1,8 +1,11 @@
-//! The project's commands: `cargo xtask lab` (the local lab) and `cargo xtask test` (every test).
+//! The project's commands: `cargo xtask lab` (the local lab), `cargo xtask test` (every test), `cargo xtask codegen`.
 //!
 //! xtask is the only place that installs system packages (Debian's, with apt-get); the
 //! relaywatch binary never does.
 
+// The deploy checks run as `#[test]`s; outside tests only `codegen` uses this module.
+#[cfg_attr(not(test), allow(dead_code))]
+mod deploy_checks;
 mod packages;
 
 use std::process::{Command, ExitCode};
@@ -16,6 +19,8 @@ commands:
   lab     start the local lab: a private Tor network and lab relays in the three modes
           (extra arguments are passed to the lab, e.g. `cargo xtask lab -- --help`)
   test    install what the tests need, then run every test of the workspace
+  codegen regenerate the deploy bundle's generated files (PrometheusRule, dashboard
+          ConfigMaps, runbook_url annotations, normalised dashboards)
 ";
 
 fn main() -> ExitCode {
@@ -23,6 +28,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("lab") => lab(&args[1..]),
         Some("test") => test(&args[1..]),
+        Some("codegen") => deploy_checks::codegen::generate_all(false),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             Ok(())

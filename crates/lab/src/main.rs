@@ -9,6 +9,7 @@ use lab::lab::{Lab, LabSpec};
 const USAGE: &str = "\
 usage: relaywatch-lab [--clearnet N] [--prefer-tor N] [--only-onion N] [--dir DIR] [--once]
        relaywatch-lab --bench-exporter N
+       relaywatch-lab --bench-tor-events
 
 Starts a private Tor network on loopback and lab relays (the gethrelay stand-in) in the
 three modes, peers them as an operator would, and prints every relay's peers, Tor vs
@@ -22,18 +23,23 @@ clearnet. Runs until Ctrl-C (with --once: prints and exits).
   --bench-exporter N
                    instead: measure the exporter's RSS, CPU and /metrics latency beside a
                    relay with N clearnet peers (no Tor), print the figures and stop
+  --bench-tor-events
+                   instead: measure the exporter's CPU while its tor emits events as fast
+                   as failing onion dials make it, print the figures and stop
 ";
 
 struct Options {
     spec: LabSpec,
     once: bool,
     bench_exporter: Option<usize>,
+    bench_tor_events: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut spec = LabSpec::fleet();
     let mut once = false;
     let mut bench_exporter = None;
+    let mut bench_tor_events = false;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         let mut value = |flag: &str| {
@@ -52,6 +58,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--dir" => spec.dir = Some(PathBuf::from(value(arg)?)),
             "--once" => once = true,
             "--bench-exporter" => bench_exporter = Some(count(arg, value(arg)?)?),
+            "--bench-tor-events" => bench_tor_events = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -64,6 +71,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         spec,
         once,
         bench_exporter,
+        bench_tor_events,
     })
 }
 
@@ -90,6 +98,10 @@ fn main() -> ExitCode {
 }
 
 fn run(options: Options) -> anyhow::Result<()> {
+    if options.bench_tor_events {
+        println!("{}", lab::bench::tor_events_bench(Duration::from_secs(30))?);
+        return Ok(());
+    }
     if let Some(peers) = options.bench_exporter {
         println!(
             "{}",
