@@ -232,12 +232,27 @@ fn exporter_matches_admin_peers_and_relay_byte_counts_over_real_tor() {
                 let labels = labels.split('}').next().unwrap();
                 for pair in labels.split(',') {
                     let (name, value) = pair.split_once('=').unwrap();
-                    let allowed: &[&str] = match name {
-                        "direction" => &["\"inbound\"", "\"outbound\""],
-                        "source" => &["\"relay\"", "\"sockets\"", "\"tor\""],
-                        "result" => &["\"ok\"", "\"error\""],
-                        "version" => &[concat!("\"", env!("CARGO_PKG_VERSION"), "\"")],
-                        other => panic!("{}: unexpected label {other} in {line}", exporter.name),
+                    let value = value.trim_matches('"');
+                    let dial_reasons: Vec<&str> = torctl::DialError::ALL
+                        .iter()
+                        .map(|reason| reason.as_str())
+                        .collect();
+                    let allowed: &[&str] = match (name, line.split('{').next().unwrap()) {
+                        ("direction", _) => &["inbound", "outbound"],
+                        ("source", _) => &["relay", "sockets", "tor"],
+                        ("result", _) => &["ok", "error"],
+                        ("version", _) => &[env!("CARGO_PKG_VERSION")],
+                        ("reason", "p2p_dials_tor_errors_total") => &dial_reasons,
+                        ("purpose", _) => torctl::vocab::CircPurpose::LABELS,
+                        ("reason", "tor_circuits_failed_total") => {
+                            torctl::vocab::CircReason::LABELS
+                        }
+                        ("reason", "tor_orconn_failed_total") => {
+                            torctl::vocab::OrConnReason::LABELS
+                        }
+                        (other, _) => {
+                            panic!("{}: unexpected label {other} in {line}", exporter.name)
+                        }
                     };
                     assert!(allowed.contains(&value), "{}: {line}", exporter.name);
                 }
