@@ -9,5 +9,7 @@ mod exposition_lint;
 mod fleet;
 /// Sources failing under the exporter: relay killed and restarted, garbage from the admin API.
 mod source_failures;
+/// Control-port authentication methods against a lone real tor.
+mod tor_auth;
 /// The Tor control-port source against a real pod tor: dials by outcome, tor restarts.
 mod tor_source;

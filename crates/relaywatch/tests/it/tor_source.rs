@@ -173,4 +173,52 @@ fn tor_dials_are_counted_by_outcome_and_tor_restarts_are_survived() {
         value(&back, "relaywatch_tor_control_unparsed_lines_total"),
         0.0
     );
+
+    // Wrong credentials: the source is down and the log says which method failed and why.
+    let wrong_cookie = lab.dir().join("wrong_cookie");
+    std::fs::write(&wrong_cookie, [7u8; 32]).unwrap();
+    let (control, _) = dialer.spec.tor_control.clone().unwrap();
+    let listen = std::net::SocketAddr::new(std::net::IpAddr::V4(dialer.spec.ip), 9477);
+    let log_path = lab.dir().join("wrong-cookie.log");
+    let mut command = std::process::Command::new(&binary);
+    command.args([
+        "exporter",
+        "--mode",
+        "prefer-tor",
+        "--listen",
+        &listen.to_string(),
+    ]);
+    command.args([
+        "--relay-admin-url",
+        &format!("http://{}", dialer.spec.admin_addr()),
+    ]);
+    command
+        .args(["--tor-control", &control.to_string(), "--tor-cookie"])
+        .arg(&wrong_cookie);
+    let _wrong = lab::process::spawn("wrong-cookie", command, &log_path).unwrap();
+    eventually(
+        "the wrong cookie to be reported",
+        Duration::from_secs(20),
+        || {
+            let samples =
+                lab::exporters::parse_exposition(&lab::rpc::get_text(listen, "/metrics").ok()?);
+            let log = std::fs::read_to_string(&log_path).ok()?;
+            (samples.get("relaywatch_source_up{source=\"tor\"}") == Some(&0.0)
+                && log.contains("SAFECOOKIE authentication failed"))
+            .then_some(())
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2)); // a few retries, to see they are not logged again
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    eprintln!(
+        "wrong cookie: {}",
+        log.lines()
+            .find(|line| line.contains("authentication failed"))
+            .unwrap()
+    );
+    assert_eq!(
+        log.matches("authentication failed").count(),
+        1,
+        "one line, not one per retry:\n{log}"
+    );
 }
