@@ -8,6 +8,7 @@ pub mod alertmanager;
 pub mod codegen;
 pub mod dashboards;
 pub mod fleet;
+pub mod k8s_schemas;
 pub mod kustomize;
 pub mod live;
 pub mod promql;
