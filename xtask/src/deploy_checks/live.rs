@@ -8,7 +8,7 @@
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::net::{SocketAddr, TcpListener};
+    use std::net::SocketAddr;
     use std::process::Command;
     use std::time::{Duration, Instant};
 
@@ -73,11 +73,7 @@ mod tests {
     }
 
     fn free_port() -> u16 {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
+        lab::tornet::free_port().unwrap()
     }
 
     #[test]

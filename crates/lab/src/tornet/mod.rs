@@ -53,6 +53,7 @@ use tempfile::TempDir;
 pub use control::{ControlConnection, Reply};
 pub use keys::find_tor;
 pub use onion::{fresh_onion_address, malformed_onion, onion_address};
+pub use ports::free_port;
 pub use ready::{ReadyReport, VERBOSE_ENV};
 pub use socks::{reply_meaning, socks5_connect, SocksError};
 

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 /// prefers odd ports for `bind(0)` but even ones for `connect()`, so tor's own outgoing
 /// connections rarely land on a port picked here. The process-wide set stops two networks
 /// in one test binary from getting the same port when the kernel reuses a just-freed one.
-pub(crate) fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     static HANDED_OUT: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
     let handed_out = HANDED_OUT.get_or_init(Default::default);
     for _ in 0..1000 {

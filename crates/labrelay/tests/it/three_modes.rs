@@ -74,62 +74,41 @@ fn geth_metric(relay: &Relay, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("{name} missing in {}'s metrics:\n{text}", relay.name()))
 }
 
-/// What gethrelay shows for a Tor peer: outbound, the SOCKS proxy; inbound, the Tor daemon.
-fn assert_tor_peer(relay: &Relay, other: &Relay, dialed_by_relay: bool) {
+/// How a peer should reach a relay in this test.
+#[derive(Clone, Copy)]
+enum Via {
+    Tor,
+    Clearnet,
+}
+
+/// What gethrelay shows in `remoteAddress`: for Tor, the SOCKS proxy (outbound) or the Tor
+/// daemon (inbound); for clearnet, the other relay's real address.
+fn assert_peer(relay: &Relay, other: &Relay, via: Via, dialed_by_relay: bool) {
     let peer = wait_peer(relay, other, Duration::from_secs(60));
-    assert_eq!(
-        inbound(&peer),
-        !dialed_by_relay,
-        "{} sees {}: {peer}",
-        relay.name(),
-        other.name()
-    );
-    if dialed_by_relay {
-        assert_eq!(
-            remote(&peer),
-            relay.spec.socks,
-            "{} -> {} must show the SOCKS proxy",
-            relay.name(),
-            other.name()
-        );
-    } else {
-        assert_eq!(
-            remote(&peer).ip(),
+    let context = format!("{} sees {}: {peer}", relay.name(), other.name());
+    assert_eq!(inbound(&peer), !dialed_by_relay, "{context}");
+    let remote = remote(&peer);
+    match (via, dialed_by_relay) {
+        (Via::Tor, true) => assert_eq!(
+            remote, relay.spec.socks,
+            "must show the SOCKS proxy: {context}"
+        ),
+        (Via::Tor, false) => assert_eq!(
+            remote.ip(),
             TOR_DAEMON,
-            "{} <- {} must show the Tor daemon",
-            relay.name(),
-            other.name()
-        );
+            "must show the Tor daemon: {context}"
+        ),
+        (Via::Clearnet, true) => assert_eq!(remote, other.spec.p2p_addr(), "{context}"),
+        (Via::Clearnet, false) => assert_eq!(remote.ip(), IpAddr::V4(other.spec.ip), "{context}"),
     }
 }
 
-/// What gethrelay shows for a clearnet peer: the other relay's real address.
+fn assert_tor_peer(relay: &Relay, other: &Relay, dialed_by_relay: bool) {
+    assert_peer(relay, other, Via::Tor, dialed_by_relay);
+}
+
 fn assert_clearnet_peer(relay: &Relay, other: &Relay, dialed_by_relay: bool) {
-    let peer = wait_peer(relay, other, Duration::from_secs(60));
-    assert_eq!(
-        inbound(&peer),
-        !dialed_by_relay,
-        "{} sees {}: {peer}",
-        relay.name(),
-        other.name()
-    );
-    if dialed_by_relay {
-        assert_eq!(
-            remote(&peer),
-            other.spec.p2p_addr(),
-            "{} -> {}",
-            relay.name(),
-            other.name()
-        );
-    } else {
-        assert_eq!(
-            remote(&peer).ip(),
-            IpAddr::V4(other.spec.ip),
-            "{} <- {}",
-            relay.name(),
-            other.name()
-        );
-    }
+    assert_peer(relay, other, Via::Clearnet, dialed_by_relay);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Control-port authentication against a real tor (no Tor network needed: `DisableNetwork 1`):
 //! NULL, HASHEDPASSWORD from a file, and a wrong password named in one log line.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -12,11 +12,7 @@ use lab::process::Child;
 use crate::support::eventually;
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    lab::tornet::free_port().unwrap()
 }
 
 /// A lone tor offering only a control port, with `auth` torrc options.
