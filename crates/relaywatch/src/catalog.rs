@@ -182,6 +182,12 @@ pub const TOR_UNPARSED_LINES: Metric = metric(
     "Control-port lines that were malformed or over the length limit and were skipped.",
     &[],
 );
+pub const DESTROY_OVERRUNS: Metric = metric(
+    "relaywatch_socket_destroy_overruns_total",
+    Kind::Counter,
+    "Times the kernel dropped socket destroy events because they were read too slowly; the last bytes of sockets closed then are missing.",
+    &[],
+);
 pub const BUILD_INFO: Metric = metric(
     "relaywatch_build_info",
     Kind::Gauge,
@@ -211,6 +217,7 @@ pub const ALL: &[Metric] = &[
     TOR_NETWORK_LIVENESS,
     TOR_CIRCUIT_ESTABLISHED,
     TOR_UNPARSED_LINES,
+    DESTROY_OVERRUNS,
     SOURCE_UP,
     SOURCE_LAST_SUCCESS,
     SOURCE_POLL_DURATION,

@@ -43,6 +43,8 @@ struct State {
     guard: LeakGuard,
     health: HashMap<&'static str, Health>,
     polls: u64,
+    /// ENOBUFS on the destroy-event socket, over every listener this process opened.
+    destroy_overruns: u64,
 }
 
 /// The exporter's shared state and configuration.
@@ -251,10 +253,15 @@ impl Exporter {
 
     fn destroy_loop(&self) {
         let mut listener: Option<DestroyListener> = None;
+        // Overruns of the current listener already added to the state's total.
+        let mut counted_overruns = 0;
         loop {
             if listener.is_none() {
                 match DestroyListener::open() {
-                    Ok(opened) => listener = Some(opened),
+                    Ok(opened) => {
+                        listener = Some(opened);
+                        counted_overruns = 0;
+                    }
                     Err(error) => {
                         log::warn(&format!(
                             "cannot subscribe to socket destroy events: {error}; the last bytes of closing peers may be missed"
@@ -267,7 +274,14 @@ impl Exporter {
             let Some(open) = listener.as_mut() else {
                 continue;
             };
-            match open.recv(Duration::from_secs(1)) {
+            let received = open.recv(Duration::from_secs(1));
+            let overruns = open.overruns();
+            if overruns > counted_overruns {
+                self.state().destroy_overruns += overruns - counted_overruns;
+                log::warn("the kernel dropped socket destroy events; bytes of sockets closed meanwhile may be missing");
+                counted_overruns = overruns;
+            }
+            match received {
                 Ok(sockets) if !sockets.is_empty() => {
                     let now = Instant::now();
                     let mut state = self.state();
@@ -308,6 +322,7 @@ impl Exporter {
         out.single(&INGRESS_CLEARNET, totals.clearnet_received as f64);
         out.single(&EGRESS_CLEARNET, totals.clearnet_sent as f64);
         out.single(&CLEARNET_LEAKS, state.guard.leaks_total as f64);
+        out.single(&DESTROY_OVERRUNS, state.destroy_overruns as f64);
         out.family(&LEAK_REMOVALS)
             .sample(&LEAK_REMOVALS, &["ok"], state.guard.removals_ok as f64)
             .sample(
