@@ -166,12 +166,13 @@ pub(crate) fn classify(
                 } else {
                     DialError::IntroFailed
                 }
-            } else if hints.desc_received.is_some() {
-                // A descriptor arrived but the stream still failed to "resolve": tor found
-                // no usable introduction point (0xF2, failures remembered from earlier).
-                DialError::IntroFailed
             } else {
-                DialError::Other
+                // A descriptor arrived, or none was fetched at all during the dial, so tor
+                // used one it had cached (a fetch always shows as HS_DESC events, which we
+                // subscribe to): either way the failure was at the introduction step (0xF2).
+                // Measured: a service stopped after the dialer's tor cached its descriptor
+                // fails in ~1 s with RESOLVEFAILED and no HS_DESC or intro-circuit failure.
+                DialError::IntroFailed
             }
         }
         // Descriptor fetched, no introduction tried, stream closed with MISC: tor could not

@@ -86,7 +86,8 @@ fn benign_circuit_closes_are_no_hints() {
         ],
         "REASON=RESOLVEFAILED",
     );
-    assert_eq!(reason, DialError::Other);
+    // No failure hint: the no-hint rule (a cached descriptor, introduction failed) applies.
+    assert_eq!(reason, DialError::IntroFailed);
 }
 
 #[test]
@@ -160,7 +161,11 @@ fn timeout_destroyed_other() {
     // Measured (§B rows 5 and 7).
     assert_eq!(dial_failing(&[], "REASON=TIMEOUT"), DialError::Timeout);
     assert_eq!(dial_failing(&[], "REASON=DESTROY"), DialError::Destroyed);
-    assert_eq!(dial_failing(&[], "REASON=RESOLVEFAILED"), DialError::Other);
+    // No HS_DESC fetch during the dial: tor used a cached descriptor, so introduction failed.
+    assert_eq!(
+        dial_failing(&[], "REASON=RESOLVEFAILED"),
+        DialError::IntroFailed
+    );
     assert_eq!(dial_failing(&[], "REASON=SOMETHING_NEW"), DialError::Other);
     assert_eq!(dial_failing(&[], ""), DialError::Other);
 }
@@ -196,7 +201,8 @@ fn hints_expire() {
     ]);
     feed.wait(Duration::from_secs(300));
     feed.lines(&[&failed("REASON=RESOLVEFAILED")]);
-    assert_eq!(feed.only_error(), DialError::Other);
+    // The expired NOT_FOUND no longer decides; without hints the no-hint rule applies.
+    assert_eq!(feed.only_error(), DialError::IntroFailed);
     assert_eq!(feed.tracker.tracked().1, 0, "expired hints are swept");
 }
 
@@ -208,5 +214,6 @@ fn hints_are_per_onion() {
         "650 HS_DESC FAILED someoneelse NO_AUTH {fp} descid REASON=NOT_FOUND",
         &failed("REASON=RESOLVEFAILED"),
     ]);
-    assert_eq!(feed.only_error(), DialError::Other);
+    // Another onion's NOT_FOUND is no hint for this one.
+    assert_ne!(feed.only_error(), DialError::DescriptorNotFound);
 }
