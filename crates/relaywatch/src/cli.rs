@@ -107,11 +107,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let duration = match unit {
         "ms" => Duration::from_millis(number),
         "s" | "" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number * 60),
+        "m" => Duration::from_secs(number.saturating_mul(60)),
         _ => return Err(format!("{text:?}: unknown unit {unit:?}; use ms, s or m")),
     };
-    if duration.is_zero() {
-        return Err("the poll interval must be greater than zero".into());
+    if duration.is_zero() || duration > Duration::from_secs(3600) {
+        return Err(format!(
+            "{text:?}: the poll interval must be between 1ms and 1h"
+        ));
     }
     Ok(duration)
 }
@@ -122,8 +124,9 @@ pub fn check_admin_url(url: &str) -> Result<(), String> {
         format!("--relay-admin-url {url:?}: only http:// URLs are supported, e.g. http://127.0.0.1:8546")
     })?;
     let authority = rest.split('/').next().unwrap_or_default();
+    // `[::1]:8546` has a port; `[::1]` and `host` alone mean HTTP's 80.
     let port = match authority.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => port,
+        Some((host, port)) if !authority.starts_with('[') || host.ends_with(']') => port,
         _ => "80",
     };
     let port: u16 = port
@@ -207,6 +210,8 @@ mod tests {
         assert!(error.contains("RPC proxy"), "{error}");
         assert!(check_admin_url("http://127.0.0.1:8546").is_ok());
         assert!(check_admin_url("http://[::1]:8546/").is_ok());
+        assert!(check_admin_url("http://[::1]").is_ok());
+        assert!(check_admin_url("http://[::1]:8545").is_err());
         assert!(check_admin_url("https://x:1").is_err());
     }
 
@@ -215,6 +220,8 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("2000000000000000000s").is_err());
+        assert!(parse_duration("300000000000000000m").is_err());
         assert!(parse_duration("fast").is_err());
     }
 }

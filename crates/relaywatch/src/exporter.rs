@@ -129,10 +129,11 @@ impl Exporter {
         let mut backoff = self.interval;
         loop {
             let started = Instant::now();
-            let all_ok = self.poll_once(&mut diag);
+            let (relay_ok, _) = self.poll_once(&mut diag);
             self.ready.store(true, Ordering::Relaxed);
-            // Back off while a source fails (up to 10 intervals), so a dead relay is not hammered.
-            backoff = if all_ok {
+            // Back off while the relay fails (up to 10 intervals), so a dead relay is not
+            // hammered; a failing socket dump costs nothing and must not slow the leak guard.
+            backoff = if relay_ok {
                 self.interval
             } else {
                 (backoff * 2).min(self.interval * 10)
@@ -141,8 +142,8 @@ impl Exporter {
         }
     }
 
-    /// One poll of both sources; returns whether both succeeded.
-    pub fn poll_once(&self, diag: &mut Option<SockDiag>) -> bool {
+    /// One poll of both sources; returns whether (relay, sockets) succeeded.
+    pub fn poll_once(&self, diag: &mut Option<SockDiag>) -> (bool, bool) {
         let started = Instant::now();
         let peers = self.relay.peers();
         self.record(Source::Relay, peers.is_ok(), started.elapsed());
@@ -153,29 +154,43 @@ impl Exporter {
                 None
             }
         };
+        let classified: Vec<(&Peer, Route)> = peers
+            .iter()
+            .flatten()
+            .map(|peer| (peer, classify(peer.direction, peer.remote, &self.tor)))
+            .collect();
+        let keyed: Vec<(ConnKey, Route)> = classified
+            .iter()
+            .map(|(peer, route)| ((peer.local, peer.remote), *route))
+            .collect();
 
-        let started = Instant::now();
-        if diag.is_none() {
-            *diag = SockDiag::open()
-                .map_err(|error| log::warn(&format!("cannot open sock_diag: {error}")))
-                .ok();
-        }
-        let dump = diag.as_mut().map(sockets::dump);
-        let dump = match dump {
-            Some(Ok(dump)) => Some(dump),
-            Some(Err(error)) => {
-                log::warn(&format!("sockets source failed: {error}"));
-                None
+        // The state stays locked from the dump until it is applied: a destroy event handled in
+        // between would count a socket's last bytes, and then the older dump sample again.
+        let (dump_ok, dump_duration) = {
+            let mut state = self.state();
+            let started = Instant::now();
+            if diag.is_none() {
+                *diag = SockDiag::open()
+                    .map_err(|error| log::warn(&format!("cannot open sock_diag: {error}")))
+                    .ok();
             }
-            None => None,
+            let dump = match diag.as_mut().map(sockets::dump) {
+                Some(Ok(dump)) => Some(dump),
+                Some(Err(error)) => {
+                    log::warn(&format!("sockets source failed: {error}"));
+                    *diag = None;
+                    None
+                }
+                None => None,
+            };
+            if let (Some(_), Some(dump)) = (&peers, &dump) {
+                state.traffic.observe_poll(&keyed, dump, Instant::now());
+            }
+            (dump.is_some(), started.elapsed())
         };
-        self.record(Source::Sockets, dump.is_some(), started.elapsed());
+        self.record(Source::Sockets, dump_ok, dump_duration);
 
-        if let Some(peers) = &peers {
-            let classified: Vec<(&Peer, Route)> = peers
-                .iter()
-                .map(|peer| (peer, classify(peer.direction, peer.remote, &self.tor)))
-                .collect();
+        if peers.is_some() {
             let mut counts = PeerCounts::default();
             for (peer, route) in &classified {
                 let slot = match route {
@@ -187,17 +202,10 @@ impl Exporter {
                     counts.onion_fallback += 1;
                 }
             }
-            let keyed: Vec<(ConnKey, Route)> = classified
-                .iter()
-                .map(|(peer, route)| ((peer.local, peer.remote), *route))
-                .collect();
             {
                 let mut state = self.state();
                 state.peers = Some(counts);
                 state.polls += 1;
-                if let Some(dump) = &dump {
-                    state.traffic.observe_poll(&keyed, dump, Instant::now());
-                }
             }
             if self.mode == Mode::OnlyOnion {
                 self.guard_leaks(&classified);
@@ -205,7 +213,7 @@ impl Exporter {
         } else {
             self.state().peers = None;
         }
-        peers.is_some() && dump.is_some()
+        (peers.is_some(), dump_ok)
     }
 
     fn guard_leaks(&self, classified: &[(&Peer, Route)]) {
@@ -245,7 +253,11 @@ impl Exporter {
                 }
                 Err(error) => {
                     state.guard.removals_failed += 1;
-                    log::warn(&format!("admin_removePeer failed: {error}"));
+                    // The relay's error text may quote the peer's enode: debug level only.
+                    log::warn(
+                        "admin_removePeer failed for a leaking peer; details at --log-level debug",
+                    );
+                    log::debug(&format!("admin_removePeer failed: {error}"));
                 }
             }
         }

@@ -58,6 +58,9 @@ const DESTROYED_MAX: usize = 20_000;
 pub struct Traffic {
     tracked: HashMap<ConnKey, Tracked>,
     destroyed: HashMap<ConnKey, (SocketSample, Instant)>,
+    /// Cookies of sockets whose final counters were counted: a dump taken before the close
+    /// but applied after it must not start them over.
+    finished: HashMap<u64, Instant>,
     totals: Totals,
 }
 
@@ -110,6 +113,13 @@ impl Traffic {
         sockets: &HashMap<ConnKey, SocketSample>,
         now: Instant,
     ) {
+        let is_finished = |sample: &SocketSample| self.finished.contains_key(&sample.cookie);
+        let sockets: HashMap<ConnKey, SocketSample> = sockets
+            .iter()
+            .filter(|(_, sample)| !is_finished(sample))
+            .map(|(key, sample)| (*key, *sample))
+            .collect();
+        let sockets = &sockets;
         for (key, route) in peers {
             self.tracked.entry(*key).or_insert(Tracked {
                 route: *route,
@@ -144,6 +154,8 @@ impl Traffic {
         }
         self.destroyed
             .retain(|_, (_, at)| now.saturating_duration_since(*at) < DESTROYED_KEEP);
+        self.finished
+            .retain(|_, at| now.saturating_duration_since(*at) < DESTROYED_KEEP);
     }
 
     /// A socket was destroyed; `sample` holds its final counters.
@@ -156,6 +168,7 @@ impl Traffic {
         if is_tracked_socket {
             self.apply(key, &sample);
             self.tracked.remove(&key);
+            self.finished.insert(sample.cookie, now);
         } else if self.destroyed.len() < DESTROYED_MAX {
             self.destroyed.insert(key, (sample, now));
         }
@@ -261,6 +274,20 @@ mod tests {
         traffic.observe_poll(&[], &sockets(&[]), now + DESTROYED_KEEP);
         traffic.observe_poll(&[(key(5), Route::Tor)], &sockets(&[]), now + DESTROYED_KEEP);
         assert_eq!(traffic.totals(), Totals::default());
+    }
+
+    /// A dump taken before a peer closed, applied after its destroy event: no double count.
+    #[test]
+    fn stale_dump_after_the_destroy_event_is_not_counted_again() {
+        let mut traffic = Traffic::default();
+        let now = Instant::now();
+        let peers = [(key(1), Route::Tor)];
+        traffic.observe_poll(&peers, &sockets(&[sample(1, 7, 100, 100)]), now);
+        traffic.observe_destroyed(sample(1, 7, 130, 130), now);
+        traffic.observe_poll(&peers, &sockets(&[sample(1, 7, 120, 120)]), now);
+        traffic.observe_poll(&[], &sockets(&[]), now);
+        assert_eq!(traffic.totals().tor_received, 130);
+        assert_eq!(traffic.totals().tor_sent, 130);
     }
 
     #[test]

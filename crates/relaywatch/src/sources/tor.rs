@@ -69,10 +69,14 @@ impl Connection<'_> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The next complete message, feeding every event on the way to the tracker; `None` on
-    /// a read timeout with nothing complete.
-    fn next_message(&mut self) -> std::io::Result<Option<Message>> {
+    /// The next complete reply, feeding every event on the way to the tracker; `None` on a
+    /// read timeout or once `deadline` has passed, so a stream of events cannot starve the
+    /// health polls.
+    fn next_message(&mut self, deadline: Instant) -> std::io::Result<Option<Message>> {
         loop {
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
             if let Some(message) = self.lines.next_message() {
                 self.account_unparsed();
                 if message.is_event() {
@@ -118,7 +122,7 @@ impl Connection<'_> {
         self.stream.write_all(format!("{line}\r\n").as_bytes())?;
         let deadline = Instant::now() + IO_TIMEOUT;
         loop {
-            if let Some(message) = self.next_message()? {
+            if let Some(message) = self.next_message(deadline)? {
                 return Ok(message);
             }
             if Instant::now() > deadline {
@@ -278,12 +282,15 @@ fn poll_health(connection: &mut Connection) -> Result<(), SessionError> {
     Ok(())
 }
 
+/// One connection's life; `step_started` tells the caller when the step that failed began.
 fn session(
     config: &TorControlConfig,
     state: &Mutex<TorState>,
     record: &Record,
+    step_started: &mut Instant,
 ) -> Result<(), SessionError> {
     let started = Instant::now();
+    *step_started = started;
     let stream =
         TcpStream::connect_timeout(&config.address, IO_TIMEOUT).map_err(SessionError::Connect)?;
     stream.set_read_timeout(Some(Duration::from_millis(250)))?;
@@ -313,11 +320,14 @@ fn session(
     let mut next_poll = Instant::now() + config.poll_interval;
     loop {
         // Reading with a short timeout keeps events flowing between health polls.
-        connection.next_message()?;
+        if let Some(reply) = connection.next_message(next_poll)? {
+            // Nothing is pending: a reply here is unsolicited; note it and go on.
+            log::debug(&format!("unexpected control reply {}", reply.status));
+        }
         if Instant::now() >= next_poll {
-            let started = Instant::now();
+            *step_started = Instant::now();
             poll_health(&mut connection)?;
-            record(true, started.elapsed());
+            record(true, step_started.elapsed());
             next_poll = Instant::now() + config.poll_interval;
         }
     }
@@ -329,7 +339,8 @@ pub fn run(config: TorControlConfig, state: Arc<Mutex<TorState>>, record: Arc<Re
     let mut last_error = String::new();
     loop {
         let started = Instant::now();
-        let error = match session(&config, &state, record.as_ref()) {
+        let mut step_started = started;
+        let error = match session(&config, &state, record.as_ref(), &mut step_started) {
             Ok(()) => continue,
             Err(error) => error,
         };
@@ -340,7 +351,8 @@ pub fn run(config: TorControlConfig, state: Arc<Mutex<TorState>>, record: Arc<Re
             // Health is unknown without a connection; the gauges disappear instead of going stale.
             state.connected = false;
         }
-        record(false, started.elapsed());
+        // The failed step's own duration, not the whole session's.
+        record(false, step_started.elapsed());
         let text = format!("tor source: {error}");
         if text != last_error {
             log::warn(&text);
