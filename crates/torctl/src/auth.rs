@@ -221,13 +221,7 @@ pub const AUTHENTICATE_NULL: &str = "AUTHENTICATE";
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::framing::LineBuffer;
-
-    fn message(bytes: &[u8]) -> Message {
-        let mut buffer = LineBuffer::new();
-        buffer.push(bytes);
-        buffer.next_message().expect("one message")
-    }
+    use crate::framing::test_message as message;
 
     #[test]
     fn protocolinfo_from_the_spec() {

@@ -72,13 +72,7 @@ pub fn parse_circuit_established(value: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::framing::LineBuffer;
-
-    fn message(bytes: &[u8]) -> Message {
-        let mut buffer = LineBuffer::new();
-        buffer.push(bytes);
-        buffer.next_message().expect("one message")
-    }
+    use crate::framing::test_message as message;
 
     #[test]
     fn health_reply_as_tor_sends_it() {

@@ -109,13 +109,7 @@ pub fn dashboard_configmaps_text() -> Result<String> {
         "{HEADER}\n# Source: {DASHBOARDS_DIR}/*.json. Grafana's dashboard sidecar (kube-prometheus-stack's\n\
          # default) loads every ConfigMap labelled grafana_dashboard: \"1\", in any namespace.\n"
     );
-    for path in super::files(DASHBOARDS_DIR, ".json")? {
-        let stem = path
-            .file_stem()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let text = read(&super::shown(&path))?;
+    for (stem, text) in super::dashboards::dashboard_files()? {
         out.push_str(&format!(
             "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: gethrelay-dashboard-{stem}\n  labels:\n    \
              app.kubernetes.io/name: gethrelay\n    app.kubernetes.io/part-of: relaywatch\n    grafana_dashboard: \"1\"\n\

@@ -10,8 +10,8 @@ use serde_json::Value as Json;
 
 use super::{read, DASHBOARDS_DIR};
 
-/// A dashboard's file stem and its parsed JSON.
-pub fn dashboards() -> Result<Vec<(String, Json)>> {
+/// Every dashboard file: its stem and its text, sorted by file name.
+pub fn dashboard_files() -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for path in super::files(DASHBOARDS_DIR, ".json")? {
         let stem = path
@@ -19,13 +19,21 @@ pub fn dashboards() -> Result<Vec<(String, Json)>> {
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        let text = read(&super::shown(&path))?;
-        out.push((
-            stem,
-            serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?,
-        ));
+        out.push((stem, read(&super::shown(&path))?));
     }
     Ok(out)
+}
+
+/// A dashboard's file stem and its parsed JSON.
+pub fn dashboards() -> Result<Vec<(String, Json)>> {
+    dashboard_files()?
+        .into_iter()
+        .map(|(stem, text)| {
+            let json = serde_json::from_str(&text)
+                .with_context(|| format!("{DASHBOARDS_DIR}/{stem}.json: not JSON"))?;
+            Ok((stem, json))
+        })
+        .collect()
 }
 
 /// Every panel, rows' nested panels included, in reading order (top to bottom, left to right).

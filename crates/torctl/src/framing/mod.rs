@@ -293,3 +293,11 @@ fn reply_prefix(line: &[u8]) -> Option<(u16, u8)> {
         Some(_) => None,
     }
 }
+
+/// One message from literal bytes, for unit tests of the modules that read messages.
+#[cfg(test)]
+pub(crate) fn test_message(bytes: &[u8]) -> Message {
+    let mut buffer = LineBuffer::new();
+    buffer.push(bytes);
+    buffer.next_message().expect("one message")
+}
