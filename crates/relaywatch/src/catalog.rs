@@ -188,6 +188,30 @@ pub const DESTROY_OVERRUNS: Metric = metric(
     "Times the kernel dropped socket destroy events because they were read too slowly; the last bytes of sockets closed then are missing.",
     &[],
 );
+pub const RELAY_UNPARSED_PEERS: Metric = metric(
+    "relaywatch_relay_unparsed_peers_total",
+    Kind::Counter,
+    "admin_peers entries that could not be classified (malformed or missing addresses), counted once per poll they appear in.",
+    &[],
+);
+pub const LEAK_REMOVALS_PENDING: Metric = metric(
+    "relaywatch_leak_removals_pending",
+    Kind::Gauge,
+    "Leaking peers waiting for, or in, an admin_removePeer call.",
+    &[],
+);
+pub const WORKERS_UP: Metric = metric(
+    "relaywatch_worker_up",
+    Kind::Gauge,
+    "1 while the worker thread runs; a worker that stopped makes /healthz fail and the process exit.",
+    &["worker"],
+);
+pub const PROCESS_START_TIME: Metric = metric(
+    "process_start_time_seconds",
+    Kind::Gauge,
+    "Start time of the process since the Unix epoch, in seconds; a change means the exporter restarted and its counters began again.",
+    &[],
+);
 pub const BUILD_INFO: Metric = metric(
     "relaywatch_build_info",
     Kind::Gauge,
@@ -218,9 +242,13 @@ pub const ALL: &[Metric] = &[
     TOR_CIRCUIT_ESTABLISHED,
     TOR_UNPARSED_LINES,
     DESTROY_OVERRUNS,
+    RELAY_UNPARSED_PEERS,
+    LEAK_REMOVALS_PENDING,
     SOURCE_UP,
     SOURCE_LAST_SUCCESS,
     SOURCE_POLL_DURATION,
+    WORKERS_UP,
+    PROCESS_START_TIME,
     BUILD_INFO,
 ];
 
@@ -229,6 +257,7 @@ pub mod labels {
     pub const DIRECTION: [&str; 2] = ["inbound", "outbound"];
     pub const SOURCE: [&str; 3] = ["relay", "sockets", "tor"];
     pub const REMOVAL_RESULT: [&str; 2] = ["ok", "error"];
+    pub const WORKER: [&str; 4] = ["poller", "destroy-listener", "tor-control", "leak-remover"];
 }
 
 #[cfg(test)]

@@ -38,6 +38,13 @@ pub enum LogLevel {
     Debug,
 }
 
+/// How log lines are written on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExporterArgs {
     /// The relay's deployment mode; in only-onion mode every clearnet peer is a leak.
@@ -92,6 +99,10 @@ pub struct ExporterArgs {
     /// Log level; peer addresses appear only at `debug`.
     #[arg(long, env = "RELAYWATCH_LOG_LEVEL", value_enum, default_value = "info")]
     pub log_level: LogLevel,
+
+    /// Log line format: `text`, or `json` for log collectors.
+    #[arg(long, env = "RELAYWATCH_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
 }
 
 /// Parses `250ms`, `2s`, `1m`.

@@ -14,12 +14,22 @@ use crate::classify::{classify, enode_names_onion, Direction, Route, TorEndpoint
 use crate::cli::{ExporterArgs, Mode};
 use crate::exposition::Exposition;
 use crate::leak_guard::LeakGuard;
-use crate::log;
 use crate::sockdiag::{DestroyListener, SockDiag};
 use crate::sources::relay::{Peer, RelayClient};
 use crate::sources::tor::{TorControlConfig, TorState};
 use crate::sources::{sockets, tor, Health, Source};
 use crate::traffic::{ConnKey, Traffic};
+
+/// When this process started (seconds since the Unix epoch), fixed at the first call.
+pub fn process_start_time() -> f64 {
+    static START: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *START.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64()
+    })
+}
 
 /// Peers per route and direction, from the last successful admin_peers.
 #[derive(Debug, Default, Clone, Copy)]
@@ -96,7 +106,7 @@ impl Exporter {
             .or_default()
             .record(ok, duration);
         if ok && was_up == Some(false) {
-            log::info(&format!("source {} is back", source.as_str()));
+            tracing::info!("source {} is back", source.as_str());
         }
     }
 
@@ -150,7 +160,7 @@ impl Exporter {
         let peers = match peers {
             Ok(peers) => Some(peers),
             Err(error) => {
-                log::warn(&format!("relay source failed: {error}"));
+                tracing::warn!("relay source failed: {error}");
                 None
             }
         };
@@ -171,13 +181,13 @@ impl Exporter {
             let started = Instant::now();
             if diag.is_none() {
                 *diag = SockDiag::open()
-                    .map_err(|error| log::warn(&format!("cannot open sock_diag: {error}")))
+                    .map_err(|error| tracing::warn!("cannot open sock_diag: {error}"))
                     .ok();
             }
             let dump = match diag.as_mut().map(sockets::dump) {
                 Some(Ok(dump)) => Some(dump),
                 Some(Err(error)) => {
-                    log::warn(&format!("sockets source failed: {error}"));
+                    tracing::warn!("sockets source failed: {error}");
                     *diag = None;
                     None
                 }
@@ -231,11 +241,11 @@ impl Exporter {
         let leaks = self.state().guard.observe(clearnet);
         for leak in leaks {
             if leak.new {
-                log::warn("clearnet peer connected to an only-onion relay (privacy leak)");
-                log::debug(&format!(
+                tracing::warn!("clearnet peer connected to an only-onion relay (privacy leak)");
+                tracing::debug!(
                     "leak audit: peer id={} enode={} local={} remote={}",
                     leak.id, leak.enode, leak.key.0, leak.key.1
-                ));
+                );
             }
             if !self.enforce {
                 continue;
@@ -246,18 +256,16 @@ impl Exporter {
             match result {
                 Ok(()) => {
                     state.guard.removals_ok += 1;
-                    log::info(&format!(
+                    tracing::info!(
                         "removed leaking peer with admin_removePeer in {:.1} ms",
                         started.elapsed().as_secs_f64() * 1000.0
-                    ));
+                    );
                 }
                 Err(error) => {
                     state.guard.removals_failed += 1;
                     // The relay's error text may quote the peer's enode: debug level only.
-                    log::warn(
-                        "admin_removePeer failed for a leaking peer; details at --log-level debug",
-                    );
-                    log::debug(&format!("admin_removePeer failed: {error}"));
+                    tracing::warn!("admin_removePeer failed for a leaking peer; details at --log-level debug",);
+                    tracing::debug!("admin_removePeer failed: {error}");
                 }
             }
         }
@@ -275,9 +283,9 @@ impl Exporter {
                         counted_overruns = 0;
                     }
                     Err(error) => {
-                        log::warn(&format!(
+                        tracing::warn!(
                             "cannot subscribe to socket destroy events: {error}; the last bytes of closing peers may be missed"
-                        ));
+                        );
                         std::thread::sleep(Duration::from_secs(5));
                         continue;
                     }
@@ -290,7 +298,7 @@ impl Exporter {
             let overruns = open.overruns();
             if overruns > counted_overruns {
                 self.state().destroy_overruns += overruns - counted_overruns;
-                log::warn("the kernel dropped socket destroy events; bytes of sockets closed meanwhile may be missing");
+                tracing::warn!("the kernel dropped socket destroy events; bytes of sockets closed meanwhile may be missing");
                 counted_overruns = overruns;
             }
             match received {
@@ -305,9 +313,9 @@ impl Exporter {
                 }
                 Ok(_) => {}
                 Err(error) => {
-                    log::warn(&format!(
+                    tracing::warn!(
                         "socket destroy events failed: {error}; resubscribing"
-                    ));
+                    );
                     listener = None;
                 }
             }
@@ -373,6 +381,7 @@ impl Exporter {
                 health.last_duration.as_secs_f64(),
             );
         }
+        out.single(&PROCESS_START_TIME, process_start_time());
         out.family(&BUILD_INFO)
             .sample(&BUILD_INFO, &[env!("CARGO_PKG_VERSION")], 1.0);
         out.finish()

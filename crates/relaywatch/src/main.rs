@@ -8,6 +8,7 @@ use relaywatch::cli::{self, Cli, Command, ExporterArgs};
 use relaywatch::{exporter, http, log};
 
 fn main() -> ExitCode {
+    exporter::process_start_time();
     let cli = Cli::parse();
     match cli.command {
         Command::Exporter(args) => run_exporter(args),
@@ -26,7 +27,7 @@ fn run_exporter(args: ExporterArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    log::set_level(args.log_level);
+    log::init(args.log_level, args.log_format);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -49,23 +50,23 @@ fn run_exporter(args: ExporterArgs) -> ExitCode {
     };
     let exporter = exporter::Exporter::new(&args, tor_control);
     exporter.start();
-    log::info(&format!(
+    tracing::info!(
         "relaywatch {} exporter: mode {:?}{}, serving http://{}/metrics",
         env!("CARGO_PKG_VERSION"),
         args.mode,
         if args.enforce { ", enforcing" } else { "" },
         args.listen
-    ));
+    );
     runtime.block_on(async move {
         let server = axum::serve(listener, http::router(exporter));
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
-            result = server => if let Err(error) = result { log::warn(&format!("http server stopped: {error}")) },
+            result = server => if let Err(error) = result { tracing::warn!("http server stopped: {error}") },
             _ = tokio::signal::ctrl_c() => {},
             _ = async { match terminate.as_mut() { Some(signal) => { signal.recv().await; } None => std::future::pending().await } } => {},
         }
     });
-    log::info("stopping");
+    tracing::info!("stopping");
     ExitCode::SUCCESS
 }

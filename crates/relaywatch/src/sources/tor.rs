@@ -15,7 +15,6 @@ use torctl::auth::{self, AuthChallenge};
 use torctl::vocab::AuthMethod;
 use torctl::{getinfo, parse_event, DialTracker, LineBuffer, Message};
 
-use crate::log;
 
 /// Events the tracker needs; unknown ones would be rejected by old tors, so no more.
 pub const EVENTS: &str = "SETEVENTS STREAM CIRC HS_DESC ORCONN NETWORK_LIVENESS STATUS_CLIENT";
@@ -322,7 +321,7 @@ fn session(
         // Reading with a short timeout keeps events flowing between health polls.
         if let Some(reply) = connection.next_message(next_poll)? {
             // Nothing is pending: a reply here is unsolicited; note it and go on.
-            log::debug(&format!("unexpected control reply {}", reply.status));
+            tracing::debug!("unexpected control reply {}", reply.status);
         }
         if Instant::now() >= next_poll {
             *step_started = Instant::now();
@@ -355,7 +354,7 @@ pub fn run(config: TorControlConfig, state: Arc<Mutex<TorState>>, record: Arc<Re
         record(false, step_started.elapsed());
         let text = format!("tor source: {error}");
         if text != last_error {
-            log::warn(&text);
+            tracing::warn!("{}", &text);
             last_error = text;
         }
         // A session that ran a while was healthy: start the backoff over.
