@@ -65,6 +65,22 @@ pub fn classify(direction: Direction, remote: SocketAddr, tor: &TorEndpoints) ->
     }
 }
 
+/// Classifies a peer whose direction is unknown (a malformed admin_peers entry): the route is
+/// known only when both readings agree; `None` when the entry could be either.
+pub fn classify_maybe(
+    direction: Option<Direction>,
+    remote: SocketAddr,
+    tor: &TorEndpoints,
+) -> Option<Route> {
+    match direction {
+        Some(direction) => Some(classify(direction, remote, tor)),
+        None => {
+            let inbound = classify(Direction::Inbound, remote, tor);
+            (inbound == classify(Direction::Outbound, remote, tor)).then_some(inbound)
+        }
+    }
+}
+
 /// IPv4-mapped IPv6 (`::ffff:127.0.0.1`) is the same host as the plain IPv4 address.
 fn same_ip(a: IpAddr, b: IpAddr) -> bool {
     a.to_canonical() == b.to_canonical()
@@ -151,6 +167,15 @@ mod tests {
             let got = classify(*direction, remote.parse().unwrap(), &pod());
             assert_eq!(got, *expected, "{direction:?} {remote}: {why}");
         }
+    }
+
+    #[test]
+    fn unknown_direction_is_classified_only_when_both_readings_agree() {
+        let route = |remote: &str| classify_maybe(None, remote.parse().unwrap(), &pod());
+        assert_eq!(route("198.51.100.9:30303"), Some(Route::Clearnet));
+        assert_eq!(route("[fe80::1]:30303"), Some(Route::Clearnet));
+        assert_eq!(route("127.0.0.1:9050"), Some(Route::Tor), "proxy, or from the daemon");
+        assert_eq!(route("127.0.0.1:41234"), None, "from the daemon, or a local dial");
     }
 
     /// gethrelay prints the onion for any peer advertising one, whatever transport was used:

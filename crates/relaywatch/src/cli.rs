@@ -92,8 +92,8 @@ pub struct ExporterArgs {
     #[arg(long, env = "RELAYWATCH_LISTEN", default_value = "0.0.0.0:9476")]
     pub listen: SocketAddr,
 
-    /// How often the relay and the kernel are polled, e.g. `500ms`, `2s`.
-    #[arg(long, env = "RELAYWATCH_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    /// How often the relay and the kernel are polled, e.g. `500ms`, `2s` (100ms to 1h).
+    #[arg(long, env = "RELAYWATCH_POLL_INTERVAL", default_value = "1s", value_parser = parse_poll_interval)]
     pub poll_interval: Duration,
 
     /// Log level; peer addresses appear only at `debug`.
@@ -129,20 +129,48 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-/// Checks the admin URL; refuses gethrelay's RPC proxy port.
-pub fn check_admin_url(url: &str) -> Result<(), String> {
+/// The shortest poll interval: admin_peers at 1,000 peers is half a megabyte of JSON, and
+/// nothing a dashboard shows changes faster.
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A duration (see [`parse_duration`]) of at least [`MIN_POLL_INTERVAL`].
+pub fn parse_poll_interval(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration < MIN_POLL_INTERVAL {
+        return Err(format!(
+            "{text:?}: polls faster than every 100ms would load the relay for nothing; use 100ms or more (default 1s)"
+        ));
+    }
+    Ok(duration)
+}
+
+/// Checks the admin URL; refuses gethrelay's RPC proxy port and URLs without a host.
+/// Returns the host, for the loopback warning.
+pub fn check_admin_url(url: &str) -> Result<String, String> {
     let rest = url.strip_prefix("http://").ok_or_else(|| {
         format!("--relay-admin-url {url:?}: only http:// URLs are supported, e.g. http://127.0.0.1:8546")
     })?;
-    let authority = rest.split('/').next().unwrap_or_default();
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(format!(
+            "--relay-admin-url {url:?}: credentials in the URL are not supported (gethrelay's admin API has none)"
+        ));
+    }
     // `[::1]:8546` has a port; `[::1]` and `host` alone mean HTTP's 80.
-    let port = match authority.rsplit_once(':') {
-        Some((host, port)) if !authority.starts_with('[') || host.ends_with(']') => port,
-        _ => "80",
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !authority.starts_with('[') || host.ends_with(']') => (host, port),
+        _ => (authority, "80"),
     };
+    if host.is_empty() || host == "[]" {
+        return Err(format!(
+            "--relay-admin-url {url:?}: no host; use gethrelay's admin address, e.g. http://127.0.0.1:8546"
+        ));
+    }
     let port: u16 = port
         .parse()
-        .map_err(|_| format!("--relay-admin-url {url:?}: bad port {port:?}"))?;
+        .ok()
+        .filter(|port| *port != 0)
+        .ok_or_else(|| format!("--relay-admin-url {url:?}: bad port {port:?}"))?;
     if port == 8545 {
         return Err(format!(
             "--relay-admin-url {url:?}: port 8545 is gethrelay's RPC proxy, which forwards every call \
@@ -150,7 +178,17 @@ pub fn check_admin_url(url: &str) -> Result<(), String> {
              point relaywatch at gethrelay's admin API instead (`--admin`, default http://127.0.0.1:8546)"
         ));
     }
-    Ok(())
+    Ok(host.to_string())
+}
+
+/// Whether a host (as written in a URL) is this machine: `localhost`, 127.0.0.0/8 or ::1.
+pub fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<IpAddr>()
+            .map(|ip| ip.to_canonical().is_loopback())
+            .unwrap_or(false)
 }
 
 impl ExporterArgs {
@@ -224,6 +262,40 @@ mod tests {
         assert!(check_admin_url("http://[::1]").is_ok());
         assert!(check_admin_url("http://[::1]:8545").is_err());
         assert!(check_admin_url("https://x:1").is_err());
+    }
+
+    #[test]
+    fn admin_urls_without_a_usable_host_or_port_are_refused() {
+        for bad in [
+            "http://",
+            "http:///",
+            "http://:8546",
+            "http://[]:8546",
+            "http://127.0.0.1:",
+            "http://127.0.0.1:0",
+            "http://127.0.0.1:99999",
+            "http://user:pw@127.0.0.1:8546",
+        ] {
+            assert!(check_admin_url(bad).is_err(), "{bad} accepted");
+        }
+        assert_eq!(check_admin_url("http://localhost:8546/").unwrap(), "localhost");
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for host in ["127.0.0.1", "127.3.4.5", "[::1]", "localhost", "[::ffff:127.0.0.1]"] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in ["10.0.0.5", "[2001:db8::1]", "relay.example", ""] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn poll_intervals_below_100ms_are_refused() {
+        assert!(parse(&["--mode", "clearnet", "--poll-interval", "1ms"]).is_err());
+        assert!(parse(&["--mode", "clearnet", "--poll-interval", "99ms"]).is_err());
+        assert!(parse(&["--mode", "clearnet", "--poll-interval", "100ms"]).is_ok());
     }
 
     #[test]

@@ -1,0 +1,237 @@
+//! The poller (admin_peers, then a socket dump, then leak detection) and the destroy listener.
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::{lock, Exporter, PeerCounts};
+use crate::classify::{classify_maybe, enode_names_onion, Direction, Route};
+use crate::cli::Mode;
+use crate::sockdiag::{DestroyListener, SockDiag};
+use crate::sources::relay::{Peer, PeerList, RelayError};
+use crate::sources::{sockets, Source};
+use crate::traffic::ConnKey;
+
+fn direction_index(direction: Direction) -> usize {
+    match direction {
+        Direction::Inbound => 0,
+        Direction::Outbound => 1,
+    }
+}
+
+/// The key a leak is remembered by when admin_peers gave no local address.
+fn conn_key(peer: &Peer) -> ConnKey {
+    let unknown = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+    (peer.local.unwrap_or(unknown), peer.remote)
+}
+
+impl Exporter {
+    pub(super) fn poll_loop(&self) {
+        let mut diag: Option<SockDiag> = None;
+        let mut backoff = self.interval;
+        let mut last_error: Option<&'static str> = None;
+        loop {
+            let started = Instant::now();
+            let relay = self.poll_once(&mut diag);
+            self.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+            // Say it once per kind of failure; every failure is in relaywatch_source_up.
+            match &relay {
+                Ok(()) => last_error = None,
+                Err(error) if last_error != Some(error.class()) => {
+                    tracing::warn!("relay source failed: {}", error.summary());
+                    last_error = Some(error.class());
+                }
+                Err(_) => {}
+            }
+            if let Err(error) = &relay {
+                tracing::debug!("relay source failed: {error}");
+            }
+            // Back off while the relay fails (up to 10 intervals), so a dead relay is not
+            // hammered; a failing socket dump costs nothing and must not slow the leak guard.
+            backoff = if relay.is_ok() {
+                self.interval
+            } else {
+                (backoff * 2).min(self.interval * 10)
+            };
+            std::thread::sleep(backoff.saturating_sub(started.elapsed()));
+        }
+    }
+
+    /// One poll: admin_peers, a socket dump, leak detection (removal is queued, never awaited).
+    /// `relaywatch_source_poll_duration_seconds{source="relay"}` covers the whole cycle.
+    fn poll_once(&self, diag: &mut Option<SockDiag>) -> Result<(), RelayError> {
+        let started = Instant::now();
+        let list = self.relay.peers();
+        let list = match list {
+            Ok(list) => Some(list),
+            Err(error) => {
+                self.published().peers = None;
+                self.poll_sockets(diag, None);
+                self.record(Source::Relay, false, started.elapsed());
+                return Err(error);
+            }
+        };
+        let list = list.unwrap_or_default();
+        let classified: Vec<(&Peer, Option<Route>)> = list
+            .peers
+            .iter()
+            .map(|peer| (peer, classify_maybe(peer.direction, peer.remote, &self.tor)))
+            .collect();
+        self.poll_sockets(diag, Some(&classified));
+        self.publish_peers(&list, &classified);
+        if self.mode == Mode::OnlyOnion {
+            self.detect_leaks(&classified);
+        }
+        self.record(Source::Relay, true, started.elapsed());
+        Ok(())
+    }
+
+    /// Dumps the sockets and applies the dump to the traffic state, under one lock (see mod.rs).
+    fn poll_sockets(&self, diag: &mut Option<SockDiag>, peers: Option<&[(&Peer, Option<Route>)]>) {
+        let keyed: Vec<(ConnKey, Route)> = peers
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(peer, route)| Some(((peer.local?, peer.remote), (*route)?)))
+            .collect();
+        let mut traffic = lock(&self.traffic);
+        let started = Instant::now();
+        if diag.is_none() {
+            *diag = SockDiag::open()
+                .map_err(|error| tracing::warn!("cannot open sock_diag: {error}"))
+                .ok();
+        }
+        let dump = match diag.as_mut().map(sockets::dump) {
+            Some(Ok(dump)) => Some(dump),
+            Some(Err(error)) => {
+                tracing::warn!("sockets source failed: {error}");
+                *diag = None;
+                None
+            }
+            None => None,
+        };
+        if let (Some(_), Some(dump)) = (peers, &dump) {
+            traffic.observe_poll(&keyed, dump, Instant::now());
+            self.published().traffic = traffic.totals();
+        }
+        let duration = started.elapsed();
+        drop(traffic);
+        self.record(Source::Sockets, dump.is_some(), duration);
+    }
+
+    fn publish_peers(&self, list: &PeerList, classified: &[(&Peer, Option<Route>)]) {
+        let mut counts = PeerCounts::default();
+        for (peer, route) in classified {
+            let (Some(route), Some(direction)) = (route, peer.direction) else {
+                continue; // reported in `list.problems`, counted as unparsed
+            };
+            let slot = match route {
+                Route::Tor => &mut counts.tor,
+                Route::Clearnet => &mut counts.clearnet,
+            };
+            slot[direction_index(direction)] += 1;
+            if *route == Route::Clearnet && enode_names_onion(&peer.enode) {
+                counts.onion_fallback += 1;
+            }
+        }
+        let unparsed = list
+            .problems
+            .iter()
+            .map(|problem| problem.index)
+            .collect::<BTreeSet<_>>()
+            .len() as u64;
+        let mut published = self.published();
+        published.peers = Some(counts);
+        published.unparsed_peers += unparsed;
+        drop(published);
+        if let Some(first) = list.problems.first() {
+            // Only the entry's position and a fixed problem text: nothing from the relay.
+            tracing::debug!(
+                "{unparsed} admin_peers entries incomplete; first: {first}"
+            );
+        }
+    }
+
+    /// Counts each clearnet connection once; with --enforce queues its removal, every poll
+    /// while it is listed (admin_removePeer does not ban).
+    fn detect_leaks(&self, classified: &[(&Peer, Option<Route>)]) {
+        let clearnet: Vec<(String, String, ConnKey)> = classified
+            .iter()
+            .filter(|(_, route)| *route == Some(Route::Clearnet))
+            .map(|(peer, _)| (peer.id.clone(), peer.enode.clone(), conn_key(peer)))
+            .collect();
+        let leaks = lock(&self.guard).observe(clearnet);
+        let new = leaks.iter().filter(|leak| leak.new).count() as u64;
+        if new > 0 {
+            self.published().leaks_total += new;
+        }
+        for leak in leaks {
+            if leak.new {
+                tracing::warn!("clearnet peer connected to an only-onion relay (privacy leak)");
+                tracing::debug!(
+                    "leak audit: peer id={} enode={} local={} remote={}",
+                    leak.id,
+                    leak.enode,
+                    leak.key.0,
+                    leak.key.1
+                );
+            }
+            if self.enforce && !leak.enode.is_empty() {
+                self.removals.enqueue(&leak.enode);
+            }
+        }
+        let pending = self.removals.pending();
+        if pending > 0 {
+            tracing::debug!("{pending} leak removals pending");
+        }
+    }
+
+    pub(super) fn destroy_loop(&self) {
+        let mut listener: Option<DestroyListener> = None;
+        // Overruns of the current listener already added to the published total.
+        let mut counted_overruns = 0;
+        loop {
+            if listener.is_none() {
+                match DestroyListener::open() {
+                    Ok(opened) => {
+                        listener = Some(opened);
+                        counted_overruns = 0;
+                    }
+                    Err(error) => {
+                        tracing::warn!(
+                            "cannot subscribe to socket destroy events: {error}; the last bytes of closing peers may be missed"
+                        );
+                        std::thread::sleep(Duration::from_secs(5));
+                        continue;
+                    }
+                }
+            }
+            let Some(open) = listener.as_mut() else {
+                continue;
+            };
+            let received = open.recv(Duration::from_secs(1));
+            let overruns = open.overruns();
+            if overruns > counted_overruns {
+                self.published().destroy_overruns += overruns - counted_overruns;
+                tracing::warn!("the kernel dropped socket destroy events; bytes of sockets closed meanwhile may be missing");
+                counted_overruns = overruns;
+            }
+            match received {
+                Ok(closed) if !closed.is_empty() => {
+                    let now = Instant::now();
+                    let mut traffic = lock(&self.traffic);
+                    for socket in &closed {
+                        if let Some(sample) = sockets::sample(socket) {
+                            traffic.observe_destroyed(sample, now);
+                        }
+                    }
+                    self.published().traffic = traffic.totals();
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!("socket destroy events failed: {error}; resubscribing");
+                    listener = None;
+                }
+            }
+        }
+    }
+}
