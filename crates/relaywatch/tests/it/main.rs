@@ -3,6 +3,14 @@
 /// Shared helpers: polling for a condition, reading scrapes.
 mod support;
 
+/// A hostile stand-in for gethrelay's admin API.
+mod fake_relay;
+/// The exporter against malformed replies, hanging removals, proxies, a closed stderr.
+mod hostile_relay;
+
+/// The exporter process: HTTP server under floods, signals, start-up checks.
+mod exporter_process;
+
 /// `promtool check metrics` on a live exposition.
 mod exposition_lint;
 /// The exporter on every relay of a lab over the real private Tor network: peers, bytes, leaks, privacy.

@@ -46,6 +46,12 @@ impl RelayError {
     pub fn summary(&self) -> String {
         match self {
             RelayError::Status { status, .. } => format!("{} (HTTP {status})", self.class()),
+            // The URL is our own configuration; only the reason comes from elsewhere.
+            RelayError::Unreachable { url, reason } => format!(
+                "{}: cannot reach the relay's admin API at {url}: {}",
+                self.class(),
+                crate::log::excerpt(reason)
+            ),
             _ => format!("{}: {}", self.class(), crate::log::excerpt(&self.to_string())),
         }
     }
