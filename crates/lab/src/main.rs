@@ -4,12 +4,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
+use lab::bench::{ExporterBench, FloorKind};
 use lab::lab::{Lab, LabSpec};
 
 const USAGE: &str = "\
 usage: relaywatch-lab [--clearnet N] [--prefer-tor N] [--only-onion N] [--dir DIR] [--once]
-       relaywatch-lab --bench-exporter N
+       relaywatch-lab --bench-exporter N [--unrelated-sockets M] [--churn R] [--poll-interval D]
+                      [--polls-only-seconds S] [--scrape-seconds S]
        relaywatch-lab --bench-tor-events
+       relaywatch-lab --serve-floor axum|std FILE ADDR
 
 Starts a private Tor network on loopback and lab relays (the gethrelay stand-in) in the
 three modes, peers them as an operator would, and prints every relay's peers, Tor vs
@@ -21,25 +26,39 @@ clearnet. Runs until Ctrl-C (with --once: prints and exits).
   --dir DIR        keep logs, torrcs and keys in DIR (default: a temporary directory)
   --once           print the peers once and stop
   --bench-exporter N
-                   instead: measure the exporter's RSS, CPU and /metrics latency beside a
-                   relay with N clearnet peers (no Tor), print the figures and stop
+                   instead: measure the exporter's CPU per poll, RSS and /metrics latency
+                   (beside a static floor server) next to a synthetic relay with N real
+                   loopback peer connections (no Tor), print the figures and stop; see
+                   BENCHMARKS.md. With it:
+    --unrelated-sockets M   M more TCP sockets in the namespace (default 0)
+    --churn R               open and close R unrelated connections per second (default 0)
+    --poll-interval D       the exporter's --poll-interval (default 1s)
+    --polls-only-seconds S  first phase, no scrapes: CPU per poll (default 20)
+    --scrape-seconds S      second phase: a scrape every ~100 ms (default 120)
   --bench-tor-events
                    instead: measure the exporter's CPU while its tor emits events as fast
                    as failing onion dials make it, print the figures and stop
+  --serve-floor KIND FILE ADDR
+                   internal, started by --bench-exporter: serve FILE's bytes on ADDR to
+                   every request, on the exporter's HTTP stack (axum) or plain std threads
 ";
 
 struct Options {
     spec: LabSpec,
     once: bool,
-    bench_exporter: Option<usize>,
+    bench_exporter: Option<ExporterBench>,
     bench_tor_events: bool,
+    serve_floor: Option<(FloorKind, PathBuf, SocketAddr)>,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut spec = LabSpec::fleet();
     let mut once = false;
     let mut bench_exporter = None;
+    let mut bench = ExporterBench::new(0);
+    let mut bench_flags = Vec::new();
     let mut bench_tor_events = false;
+    let mut serve_floor = None;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         let mut value = |flag: &str| {
@@ -58,11 +77,46 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--dir" => spec.dir = Some(PathBuf::from(value(arg)?)),
             "--once" => once = true,
             "--bench-exporter" => bench_exporter = Some(count(arg, value(arg)?)?),
+            "--unrelated-sockets" => {
+                bench.unrelated_sockets = count(arg, value(arg)?)?;
+                bench_flags.push(arg.clone());
+            }
+            "--churn" => {
+                bench.churn_per_second = count(arg, value(arg)?)?;
+                bench_flags.push(arg.clone());
+            }
+            "--poll-interval" => {
+                bench.poll_interval = value(arg)?;
+                bench_flags.push(arg.clone());
+            }
+            "--polls-only-seconds" => {
+                bench.polls_only = Duration::from_secs(count(arg, value(arg)?)? as u64);
+                bench_flags.push(arg.clone());
+            }
+            "--scrape-seconds" => {
+                bench.scrapes_for = Duration::from_secs(count(arg, value(arg)?)?.max(1) as u64);
+                bench_flags.push(arg.clone());
+            }
             "--bench-tor-events" => bench_tor_events = true,
+            "--serve-floor" => {
+                let kind = value(arg)?;
+                let kind = FloorKind::parse(&kind)
+                    .ok_or_else(|| format!("--serve-floor: expected axum or std, got {kind:?}"))?;
+                let file = PathBuf::from(value(arg)?);
+                let addr = value(arg)?;
+                let addr = addr
+                    .parse()
+                    .map_err(|_| format!("--serve-floor: expected ip:port, got {addr:?}"))?;
+                serve_floor = Some((kind, file, addr));
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
+    if bench_exporter.is_none() && !bench_flags.is_empty() {
+        return Err(format!("{} needs --bench-exporter", bench_flags.join(", ")));
+    }
+    let bench_exporter = bench_exporter.map(|peers| ExporterBench { peers, ..bench });
     let total: usize = spec.relays.iter().map(|(_, n)| n).sum();
     if total == 0 || total > 200 {
         return Err(format!("the lab needs 1 to 200 relays, got {total}"));
@@ -72,6 +126,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         once,
         bench_exporter,
         bench_tor_events,
+        serve_floor,
     })
 }
 
@@ -98,15 +153,15 @@ fn main() -> ExitCode {
 }
 
 fn run(options: Options) -> anyhow::Result<()> {
+    if let Some((kind, file, addr)) = options.serve_floor {
+        return lab::bench::serve_floor(kind, &file, addr);
+    }
     if options.bench_tor_events {
         println!("{}", lab::bench::tor_events_bench(Duration::from_secs(30))?);
         return Ok(());
     }
-    if let Some(peers) = options.bench_exporter {
-        println!(
-            "{}",
-            lab::bench::exporter_bench(peers, Duration::from_secs(30))?
-        );
+    if let Some(bench) = options.bench_exporter {
+        println!("{}", lab::bench::exporter_bench(&bench)?);
         return Ok(());
     }
     let interrupted = lab::signals::install_interrupt_flag()?;
