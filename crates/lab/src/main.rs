@@ -12,7 +12,7 @@ use lab::lab::{Lab, LabSpec};
 const USAGE: &str = "\
 usage: relaywatch-lab [--clearnet N] [--prefer-tor N] [--only-onion N] [--dir DIR] [--once]
        relaywatch-lab --bench-exporter N [--unrelated-sockets M] [--churn R] [--poll-interval D]
-                      [--polls-only-seconds S] [--scrape-seconds S]
+                      [--polls-only-seconds S] [--scrape-seconds S] [--shared-netns]
        relaywatch-lab --bench-tor-events
        relaywatch-lab --serve-floor axum|std FILE ADDR
 
@@ -35,6 +35,8 @@ clearnet. Runs until Ctrl-C (with --once: prints and exits).
     --poll-interval D       the exporter's --poll-interval (default 1s)
     --polls-only-seconds S  first phase, no scrapes: CPU per poll (default 20)
     --scrape-seconds S      second phase: a scrape every ~100 ms (default 120)
+    --shared-netns          measure in this machine's network namespace, beside every other
+                            process's sockets (default: a fresh one, as a pod has; needs root)
   --bench-tor-events
                    instead: measure the exporter's CPU while its tor emits events as fast
                    as failing onion dials make it, print the figures and stop
@@ -47,6 +49,8 @@ struct Options {
     spec: LabSpec,
     once: bool,
     bench_exporter: Option<ExporterBench>,
+    /// With --bench-exporter: stay in this machine's network namespace.
+    shared_netns: bool,
     bench_tor_events: bool,
     serve_floor: Option<(FloorKind, PathBuf, SocketAddr)>,
 }
@@ -57,6 +61,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
     let mut bench_exporter = None;
     let mut bench = ExporterBench::new(0);
     let mut bench_flags = Vec::new();
+    let mut shared_netns = false;
     let mut bench_tor_events = false;
     let mut serve_floor = None;
     let mut iter = args.iter();
@@ -93,6 +98,10 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 bench.polls_only = Duration::from_secs(count(arg, value(arg)?)? as u64);
                 bench_flags.push(arg.clone());
             }
+            "--shared-netns" => {
+                shared_netns = true;
+                bench_flags.push(arg.clone());
+            }
             "--scrape-seconds" => {
                 bench.scrapes_for = Duration::from_secs(count(arg, value(arg)?)?.max(1) as u64);
                 bench_flags.push(arg.clone());
@@ -125,6 +134,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         spec,
         once,
         bench_exporter,
+        shared_netns,
         bench_tor_events,
         serve_floor,
     })
@@ -160,7 +170,19 @@ fn run(options: Options) -> anyhow::Result<()> {
         println!("{}", lab::bench::tor_events_bench(Duration::from_secs(30))?);
         return Ok(());
     }
-    if let Some(bench) = options.bench_exporter {
+    if let Some(mut bench) = options.bench_exporter {
+        // Before any thread starts: threads started earlier would stay in the old namespace.
+        bench.namespace = if options.shared_netns {
+            "shared with the machine (--shared-netns)".into()
+        } else {
+            match lab::bench::netns::enter_own() {
+                Ok(()) => "the bench's own (only its sockets, as in a pod)".into(),
+                Err(error) => {
+                    eprintln!("relaywatch-lab: cannot create a network namespace ({error:#}); measuring in the shared one");
+                    format!("shared with the machine (no namespace of its own: {error:#})")
+                }
+            }
+        };
         println!("{}", lab::bench::exporter_bench(&bench)?);
         return Ok(());
     }

@@ -42,6 +42,8 @@ pub struct ExporterBench {
     pub polls_only: Duration,
     pub scrapes_for: Duration,
     pub scrape_every: Duration,
+    /// Which network namespace the run is in, for the report (see `netns.rs`).
+    pub namespace: String,
 }
 
 impl ExporterBench {
@@ -55,6 +57,7 @@ impl ExporterBench {
             // A p99 from 1,200 scrapes rests on its 12 worst; from 300, on 3.
             scrapes_for: Duration::from_secs(120),
             scrape_every: Duration::from_millis(100),
+            namespace: "shared with the machine".into(),
         }
     }
 }
@@ -229,6 +232,7 @@ pub fn exporter_bench(bench: &ExporterBench) -> Result<String> {
         cpus: procfs::cpus(),
         load_before: procfs::load_average()?,
         scrape_every_ms: bench.scrape_every.as_millis() as u64,
+        namespace: bench.namespace.clone(),
         ..Figures::default()
     };
     procfs::raise_nofile(descriptors_needed(bench.peers, bench.unrelated_sockets))?;

@@ -10,6 +10,7 @@
 mod exporter;
 mod floor;
 pub mod http;
+pub mod netns;
 pub mod procfs;
 mod relay;
 mod report;

@@ -57,6 +57,8 @@ pub struct Figures {
     pub poll_interval: String,
     pub cpus: usize,
     pub load_before: [f64; 3],
+    /// Which network namespace: the bench's own, or the machine's (shared with neighbours).
+    pub namespace: String,
     pub namespace_sockets: usize,
     pub namespace_sockets_end: usize,
     pub bench_sockets: usize,
@@ -207,8 +209,8 @@ impl Figures {
         );
         let _ = writeln!(
             out,
-            "namespace: {} TCP sockets at start, {} at end; {} of them the bench's (both ends of each peer connection, unrelated sockets, listeners)",
-            self.namespace_sockets, self.namespace_sockets_end, self.bench_sockets
+            "network namespace: {}; {} TCP sockets at start, {} at end; {} of them the bench's (both ends of each peer connection, unrelated sockets, listeners)",
+            self.namespace, self.namespace_sockets, self.namespace_sockets_end, self.bench_sockets
         );
         let _ = writeln!(
             out,
