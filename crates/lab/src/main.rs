@@ -13,6 +13,7 @@ const USAGE: &str = "\
 usage: relaywatch-lab [--clearnet N] [--prefer-tor N] [--only-onion N] [--dir DIR] [--once]
        relaywatch-lab --bench-exporter N [--unrelated-sockets M] [--churn R] [--poll-interval D]
                       [--polls-only-seconds S] [--scrape-seconds S] [--shared-netns]
+                      [--relaywatch PATH]
        relaywatch-lab --bench-tor-events
        relaywatch-lab --serve-floor axum|std FILE ADDR
 
@@ -27,7 +28,7 @@ clearnet. Runs until Ctrl-C (with --once: prints and exits).
   --once           print the peers once and stop
   --bench-exporter N
                    instead: measure the exporter's CPU per poll, RSS and /metrics latency
-                   (beside a static floor server) next to a synthetic relay with N real
+                   (beside two static floor servers) next to a synthetic relay with N real
                    loopback peer connections (no Tor), print the figures and stop; see
                    BENCHMARKS.md. With it:
     --unrelated-sockets M   M more TCP sockets in the namespace (default 0)
@@ -35,6 +36,7 @@ clearnet. Runs until Ctrl-C (with --once: prints and exits).
     --poll-interval D       the exporter's --poll-interval (default 1s)
     --polls-only-seconds S  first phase, no scrapes: CPU per poll (default 20)
     --scrape-seconds S      second phase: a scrape every ~100 ms (default 120)
+    --relaywatch PATH       the exporter binary to measure (default: the one beside this one)
     --shared-netns          measure in this machine's network namespace, beside every other
                             process's sockets (default: a fresh one, as a pod has; needs root)
   --bench-tor-events
@@ -96,6 +98,10 @@ fn parse(args: &[String]) -> Result<Options, String> {
             }
             "--polls-only-seconds" => {
                 bench.polls_only = Duration::from_secs(count(arg, value(arg)?)? as u64);
+                bench_flags.push(arg.clone());
+            }
+            "--relaywatch" => {
+                bench.relaywatch = Some(PathBuf::from(value(arg)?));
                 bench_flags.push(arg.clone());
             }
             "--shared-netns" => {
@@ -222,4 +228,36 @@ fn run(options: Options) -> anyhow::Result<()> {
     }
     eprintln!("lab: stopping");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(text: &str) -> Vec<String> {
+        text.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn bench_flags_fill_the_bench() {
+        let options = parse(&args(
+            "--bench-exporter 1000 --unrelated-sockets 5000 --churn 10 --poll-interval 2s --scrape-seconds 30 --relaywatch /x/relaywatch",
+        ))
+        .unwrap();
+        let bench = options.bench_exporter.unwrap();
+        assert_eq!(
+            (bench.peers, bench.unrelated_sockets, bench.churn_per_second),
+            (1000, 5000, 10)
+        );
+        assert_eq!(bench.poll_interval, "2s");
+        assert_eq!(bench.scrapes_for, Duration::from_secs(30));
+        assert_eq!(bench.relaywatch, Some(PathBuf::from("/x/relaywatch")));
+        assert!(!options.shared_netns);
+    }
+
+    #[test]
+    fn bench_flags_need_the_bench() {
+        let error = parse(&args("--unrelated-sockets 5000")).err().unwrap();
+        assert!(error.contains("needs --bench-exporter"), "{error}");
+    }
 }

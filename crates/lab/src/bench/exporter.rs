@@ -13,7 +13,7 @@
 //! Correctness against labrelay's ground truth stays in the integration tests.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -44,6 +44,9 @@ pub struct ExporterBench {
     pub scrape_every: Duration,
     /// Which network namespace the run is in, for the report (see `netns.rs`).
     pub namespace: String,
+    /// The exporter binary to measure (another branch's build, say); default: the one
+    /// next to relaywatch-lab.
+    pub relaywatch: Option<PathBuf>,
 }
 
 impl ExporterBench {
@@ -58,6 +61,7 @@ impl ExporterBench {
             scrapes_for: Duration::from_secs(120),
             scrape_every: Duration::from_millis(100),
             namespace: "shared with the machine".into(),
+            relaywatch: None,
         }
     }
 }
@@ -75,8 +79,16 @@ fn family_sum(samples: &Samples, name: &str) -> f64 {
 }
 
 /// `relaywatch exporter` with the flags main's exporter takes, on `listen`.
-fn start_exporter(admin: SocketAddr, listen: SocketAddr, poll: &str, dir: &Path) -> Result<Child> {
-    let binary = crate::workspace_binary("relaywatch")?;
+fn start_exporter(
+    bench: &ExporterBench,
+    admin: SocketAddr,
+    listen: SocketAddr,
+    dir: &Path,
+) -> Result<Child> {
+    let binary = match &bench.relaywatch {
+        Some(path) => path.clone(),
+        None => crate::workspace_binary("relaywatch")?,
+    };
     let mut command = Command::new(binary);
     command
         .arg("exporter")
@@ -84,7 +96,7 @@ fn start_exporter(admin: SocketAddr, listen: SocketAddr, poll: &str, dir: &Path)
         .args(["--relay-admin-url", &format!("http://{admin}")])
         .args(["--tor-control", "off"])
         .args(["--listen", &listen.to_string()])
-        .args(["--poll-interval", poll]);
+        .args(["--poll-interval", &bench.poll_interval]);
     process::spawn("relaywatch-bench", command, &dir.join("relaywatch.log"))
 }
 
@@ -233,6 +245,10 @@ pub fn exporter_bench(bench: &ExporterBench) -> Result<String> {
         load_before: procfs::load_average()?,
         scrape_every_ms: bench.scrape_every.as_millis() as u64,
         namespace: bench.namespace.clone(),
+        exporter_binary: match &bench.relaywatch {
+            Some(path) => path.display().to_string(),
+            None => crate::workspace_binary("relaywatch")?.display().to_string(),
+        },
         ..Figures::default()
     };
     procfs::raise_nofile(descriptors_needed(bench.peers, bench.unrelated_sockets))?;
@@ -256,7 +272,7 @@ pub fn exporter_bench(bench: &ExporterBench) -> Result<String> {
     let listen = TcpListener::bind((relay_ip, 0))
         .and_then(|probe| probe.local_addr())
         .context("finding a port for the exporter")?;
-    let mut exporter = start_exporter(admin.addr, listen, &bench.poll_interval, dir.path())?;
+    let mut exporter = start_exporter(bench, admin.addr, listen, dir.path())?;
     let log = dir.path().join("relaywatch.log");
     let peers = bench.peers as f64;
     wait_for(
@@ -299,7 +315,10 @@ pub fn exporter_bench(bench: &ExporterBench) -> Result<String> {
         let name = format!("floor ({})", floor.kind.as_str());
         clients.push((name, KeepAlive::connect(floor.addr)?));
     }
-    let counted_before = parse_exposition(&String::from_utf8_lossy(&body));
+    // The counters now, next to the pump's: the floors took a moment to start.
+    let (status, latest) = clients[0].1.get("/metrics")?;
+    http::expect_ok(status, "exporter /metrics")?;
+    let counted_before = parse_exposition(&String::from_utf8_lossy(&latest));
     let (received_before, sent_before) = (
         pump.counters.relay_received.load(Ordering::Relaxed),
         pump.counters.relay_sent.load(Ordering::Relaxed),

@@ -55,6 +55,7 @@ pub struct Figures {
     pub unrelated: usize,
     pub churn_per_second: usize,
     pub poll_interval: String,
+    pub exporter_binary: String,
     pub cpus: usize,
     pub load_before: [f64; 3],
     /// Which network namespace: the bench's own, or the machine's (shared with neighbours).
@@ -191,13 +192,14 @@ impl Figures {
         // Writing to a String cannot fail; the results are ignored for that reason.
         let _ = writeln!(
             out,
-            "exporter bench: {} peers ({} inbound, {} outbound), {} unrelated sockets, churn {}/s, --poll-interval {}",
+            "exporter bench: {} peers ({} inbound, {} outbound), {} unrelated sockets, churn {}/s, --poll-interval {}; exporter {}",
             self.peers,
             self.peers - self.outbound,
             self.outbound,
             self.unrelated,
             self.churn_per_second,
-            self.poll_interval
+            self.poll_interval,
+            self.exporter_binary
         );
         let _ = writeln!(
             out,
