@@ -89,7 +89,7 @@ fn start_exporter(
         Some(path) => path.clone(),
         None => crate::workspace_binary("relaywatch")?,
     };
-    let mut command = Command::new(binary);
+    let mut command = Command::new(&binary);
     command
         .arg("exporter")
         .args(["--mode", "clearnet"])
@@ -97,7 +97,9 @@ fn start_exporter(
         .args(["--tor-control", "off"])
         .args(["--listen", &listen.to_string()])
         .args(["--poll-interval", &bench.poll_interval]);
-    process::spawn("relaywatch-bench", command, &dir.join("relaywatch.log"))
+    let log = dir.join("relaywatch.log");
+    process::spawn("relaywatch-bench", command, &log)
+        .with_context(|| format!("starting the exporter {}", binary.display()))
 }
 
 /// Scrapes until `ready` accepts the samples, or fails after `within` with the exporter's log.
