@@ -2,7 +2,8 @@
 //! bytes and do nothing else, each in its own process, so a scrape of a floor crosses the
 //! same process boundary as a scrape of the exporter.
 //!
-//! - `axum`: the exporter's stack (axum on a tokio current-thread runtime, hyper HTTP/1.1).
+//! - `axum`: the exporter's stack (an axum Router served by hyper's HTTP/1.1 connection
+//!   builder on a tokio current-thread runtime), without its connection bookkeeping.
 //!   The exporter's latency over this floor is what the exporter itself adds: rendering,
 //!   and any wait for or contention with a poll. Issue 9's goal (p99 ≤ 1.5×) is against it.
 //! - `std`: a blocking thread per connection writing one prebuilt buffer; what any HTTP
@@ -63,6 +64,8 @@ pub fn serve_floor(kind: FloorKind, body_file: &Path, addr: SocketAddr) -> Resul
 
 fn serve_axum(listener: TcpListener, body: Vec<u8>) -> Result<()> {
     use axum::http::header::CONTENT_TYPE;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
     // The exporter's runtime: one thread, everything on it (see relaywatch's main.rs).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -75,13 +78,29 @@ fn serve_axum(listener: TcpListener, body: Vec<u8>) -> Result<()> {
         let listener =
             tokio::net::TcpListener::from_std(listener).context("floor: tokio listener")?;
         let body = axum::body::Bytes::from(body);
-        let router = axum::Router::new().fallback(move || {
-            let body = body.clone();
-            async move { ([(CONTENT_TYPE, EXPOSITION_TYPE)], body) }
-        });
-        axum::serve(listener, router)
-            .await
-            .context("floor: axum::serve")
+        // As relaywatch's http.rs serves: an axum Router through hyper's HTTP/1.1 connection
+        // builder with a header timeout; without its connection cap and idle bookkeeping.
+        let router = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let body = body.clone();
+                async move { ([(CONTENT_TYPE, EXPOSITION_TYPE)], body) }
+            }),
+        );
+        loop {
+            let (stream, _) = listener.accept().await.context("floor: accept")?;
+            let service = TowerToHyperService::new(router.clone());
+            tokio::spawn(async move {
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10));
+                // A client that goes away ends its connection; nothing to report.
+                let _ = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
     })
 }
 
