@@ -12,6 +12,7 @@
 //! labrelays do not fit a /24 or a 2-core machine, and their own CPU would be in every figure.
 //! Correctness against labrelay's ground truth stays in the integration tests.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -129,37 +130,53 @@ fn wait_for(
     }
 }
 
-/// The exporter's CPU now: whole process and per thread.
-fn cpu_now(pid: u32) -> Result<(f64, std::collections::BTreeMap<String, f64>)> {
-    Ok((
-        procfs::process_cpu_seconds(pid)?,
-        procfs::thread_cpu_seconds(pid)?,
-    ))
+/// CPU readings at one moment: the exporter's (whole and per thread), the bench's own
+/// processes' (this one and the floors), and the whole machine's.
+struct Snapshot {
+    polls: u64,
+    exporter: f64,
+    threads: BTreeMap<String, f64>,
+    bench: f64,
+    machine_busy: f64,
 }
 
-/// A phase's figures from CPU readings at its start and end.
-fn phase(
-    started: Instant,
-    polls: u64,
-    before: &(f64, std::collections::BTreeMap<String, f64>),
-    after: &(f64, std::collections::BTreeMap<String, f64>),
-) -> Result<Phase> {
+impl Snapshot {
+    fn take(admin: &AdminApi, exporter: u32, bench_pids: &[u32]) -> Result<Snapshot> {
+        let mut bench = procfs::process_cpu_seconds(std::process::id())?;
+        for pid in bench_pids {
+            bench += procfs::process_cpu_seconds(*pid)?;
+        }
+        Ok(Snapshot {
+            polls: admin.polls(),
+            exporter: procfs::process_cpu_seconds(exporter)?,
+            threads: procfs::thread_cpu_seconds(exporter)?,
+            bench,
+            machine_busy: procfs::machine_busy_seconds()?,
+        })
+    }
+}
+
+/// A phase's figures from the readings at its start and end.
+fn phase(started: Instant, before: &Snapshot, after: &Snapshot) -> Result<Phase> {
+    let seconds = started.elapsed().as_secs_f64();
     let threads = after
-        .1
+        .threads
         .iter()
         .map(|(name, cpu)| {
-            (
-                name.clone(),
-                cpu - before.1.get(name).copied().unwrap_or(0.0),
-            )
+            let was = before.threads.get(name).copied().unwrap_or(0.0);
+            (name.clone(), cpu - was)
         })
         .collect();
+    let exporter = after.exporter - before.exporter;
+    let busy = (after.machine_busy - before.machine_busy) / seconds;
     Ok(Phase {
-        seconds: started.elapsed().as_secs_f64(),
-        polls,
-        process_cpu: after.0 - before.0,
+        seconds,
+        polls: after.polls - before.polls,
+        process_cpu: exporter,
         threads,
         load_after: procfs::load_average()?,
+        machine_busy_cpus: busy,
+        others_busy_cpus: busy - (exporter + after.bench - before.bench) / seconds,
     })
 }
 
@@ -293,15 +310,10 @@ pub fn exporter_bench(bench: &ExporterBench) -> Result<String> {
 
     // Phase 1: polls only.
     let started = Instant::now();
-    let (polls_before, cpu_before) = (admin.polls(), cpu_now(pid)?);
+    let before = Snapshot::take(&admin, pid, &[])?;
     std::thread::sleep(bench.polls_only);
-    let cpu_after = cpu_now(pid)?;
-    figures.polls_only = phase(
-        started,
-        admin.polls() - polls_before,
-        &cpu_before,
-        &cpu_after,
-    )?;
+    let after = Snapshot::take(&admin, pid, &[])?;
+    figures.polls_only = phase(started, &before, &after)?;
 
     // Phase 2: scrapes beside the floors, which serve the exporter's own bytes.
     let mut exporter_client = KeepAlive::connect(listen)?;
@@ -325,16 +337,12 @@ pub fn exporter_bench(bench: &ExporterBench) -> Result<String> {
         pump.counters.relay_received.load(Ordering::Relaxed),
         pump.counters.relay_sent.load(Ordering::Relaxed),
     );
+    let floor_pids: Vec<u32> = floors.iter().map(Floor::pid).collect();
     let started = Instant::now();
-    let (polls_before, cpu_before) = (admin.polls(), cpu_now(pid)?);
+    let before = Snapshot::take(&admin, pid, &floor_pids)?;
     let (scrapes, last_body) = scrape_loop(&mut clients, bench, &mut figures)?;
-    let cpu_after = cpu_now(pid)?;
-    figures.scrapes = phase(
-        started,
-        admin.polls() - polls_before,
-        &cpu_before,
-        &cpu_after,
-    )?;
+    let after = Snapshot::take(&admin, pid, &floor_pids)?;
+    figures.scrapes = phase(started, &before, &after)?;
     let polls = admin.poll_starts();
     let window = Duration::from_secs_f64(percentile(&figures.relay_poll_ms, 0.5).max(0.0) / 1000.0);
     figures.targets = clients

@@ -108,8 +108,8 @@ fn serve_axum(listener: TcpListener, body: Vec<u8>) -> Result<()> {
 pub struct Floor {
     pub kind: FloorKind,
     pub addr: SocketAddr,
-    /// Held only so the process is stopped when the floor is dropped.
-    _child: Child,
+    /// Stopped when the floor is dropped.
+    child: Child,
 }
 
 impl Floor {
@@ -140,10 +140,10 @@ impl Floor {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(Floor {
-            kind,
-            addr,
-            _child: child,
-        })
+        Ok(Floor { kind, addr, child })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
     }
 }

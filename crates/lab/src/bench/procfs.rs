@@ -84,6 +84,27 @@ pub fn rss_bytes(pid: u32) -> u64 {
     status_bytes(pid, "VmRSS")
 }
 
+/// CPU seconds every CPU of the machine has been busy (all but idle and iowait), summed,
+/// from the first line of /proc/stat.
+pub fn machine_busy_seconds() -> Result<f64> {
+    let text = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let line = text
+        .lines()
+        .next()
+        .filter(|line| line.starts_with("cpu "))
+        .context("/proc/stat: no cpu line")?;
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|field| field.parse::<f64>().context("/proc/stat: not a number"))
+        .collect::<Result<_>>()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice, already in user/nice]
+    let busy: f64 = ticks.iter().take(8).sum::<f64>()
+        - ticks.get(3).copied().unwrap_or(0.0)
+        - ticks.get(4).copied().unwrap_or(0.0);
+    Ok(busy / clock_ticks_per_second())
+}
+
 /// The 1, 5 and 15 minute load averages.
 pub fn load_average() -> Result<[f64; 3]> {
     let text = std::fs::read_to_string("/proc/loadavg").context("reading /proc/loadavg")?;
@@ -156,6 +177,7 @@ mod tests {
         // This test's own thread is in the list, under some name.
         assert!(!thread_cpu_seconds(pid).unwrap().is_empty());
         assert!(load_average().unwrap()[0] >= 0.0);
+        assert!(machine_busy_seconds().unwrap() > 0.0);
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub struct Phase {
     pub threads: BTreeMap<String, f64>,
     /// 1-minute load average at the end of the phase.
     pub load_after: [f64; 3],
+    /// CPUs the whole machine kept busy on average (from /proc/stat), and how many of them
+    /// went to processes other than the exporter, the bench and its floors.
+    pub machine_busy_cpus: f64,
+    pub others_busy_cpus: f64,
 }
 
 impl Phase {
@@ -167,7 +171,9 @@ fn ratio(counted: f64, sent: f64) -> String {
 }
 
 impl Figures {
-    /// True when the 1-minute load went above the CPU count at any checkpoint.
+    /// True when the 1-minute load went above the CPU count at any checkpoint, or other
+    /// processes kept more than half a CPU busy during a phase (on this VM a busy sibling
+    /// CPU slows the exporter's own CPU time, not only its wake-ups).
     pub fn noisy(&self) -> bool {
         let limit = self.cpus as f64;
         [
@@ -177,13 +183,16 @@ impl Figures {
         ]
         .iter()
         .any(|load| load[0] > limit)
+            || [&self.polls_only, &self.scrapes]
+                .iter()
+                .any(|phase| phase.others_busy_cpus > 0.5)
     }
 
     pub fn render(&self) -> String {
         let mut out = String::new();
         let noisy = if self.noisy() {
             format!(
-                "   NOISY: 1-minute load above {} (the CPU count); compare only figures of this run",
+                "   NOISY: 1-minute load above {} (the CPU count) or other processes busy on more than half a CPU; compare only figures of this run",
                 self.cpus
             )
         } else {
@@ -203,11 +212,15 @@ impl Figures {
         );
         let _ = writeln!(
             out,
-            "machine: {} CPUs; load {} at start, {} after polls-only, {} at end{noisy}",
+            "machine: {} CPUs; load {} at start, {} after polls-only, {} at end; CPUs busy {:.2} during polls-only ({:.2} by other processes), {:.2} during scrapes ({:.2} by others){noisy}",
             self.cpus,
             load(self.load_before),
             load(self.polls_only.load_after),
-            load(self.scrapes.load_after)
+            load(self.scrapes.load_after),
+            self.polls_only.machine_busy_cpus,
+            self.polls_only.others_busy_cpus,
+            self.scrapes.machine_busy_cpus,
+            self.scrapes.others_busy_cpus
         );
         let _ = writeln!(
             out,
@@ -375,5 +388,8 @@ mod tests {
         assert!(!quiet.contains("NOISY"));
         figures.scrapes.load_after = [3.5, 2.0, 1.0];
         assert!(figures.render().contains("NOISY"));
+        figures.scrapes.load_after = [1.0, 1.0, 1.0];
+        figures.polls_only.others_busy_cpus = 0.9;
+        assert!(figures.noisy());
     }
 }
