@@ -41,7 +41,7 @@ fn peer_entry(index: usize, peer: &PeerConn) -> String {
     format!(
         concat!(
             r#"{{"enode":"enode://{pubkey}@{enode}","id":"{id}","name":"{name}","caps":["eth/68","eth/69"],"#,
-            r#""network":{{"localAddress":"{local}","remoteAddress":"{remote}","inbound":{inbound},"trusted":false,"static":{static_}}},"#,
+            r#""network":{{"localAddress":"{local}","remoteAddress":"{remote}","inbound":{inbound},"trusted":false,"static":false}},"#,
             r#""protocols":{{"eth":{{"network":1,"relay":true}}}}}}"#
         ),
         pubkey = pubkey,
@@ -51,7 +51,6 @@ fn peer_entry(index: usize, peer: &PeerConn) -> String {
         local = peer.local,
         remote = peer.remote,
         inbound = peer.inbound,
-        static_ = false,
     )
 }
 

@@ -64,7 +64,7 @@ fn bind(ip: Ipv4Addr, preferred: u16) -> Result<TcpListener> {
 /// A connected pair on loopback: the connecting end (bound to `from`) and the accepted end.
 fn pair(listener: &TcpListener, from: Ipv4Addr) -> Result<(TcpStream, TcpStream)> {
     let to = listener.local_addr().context("listener address")?;
-    let socket = socket2_connect(from, to)?;
+    let socket = connect_from(from, to)?;
     let (accepted, _) = listener
         .accept()
         .with_context(|| format!("accepting on {to}"))?;
@@ -72,7 +72,7 @@ fn pair(listener: &TcpListener, from: Ipv4Addr) -> Result<(TcpStream, TcpStream)
 }
 
 /// connect() from a chosen source address (std has no bind-before-connect).
-fn socket2_connect(from: Ipv4Addr, to: SocketAddr) -> Result<TcpStream> {
+fn connect_from(from: Ipv4Addr, to: SocketAddr) -> Result<TcpStream> {
     use std::os::fd::FromRawFd;
     let SocketAddr::V4(to) = to else {
         anyhow::bail!("only IPv4 loopback is used here");
