@@ -36,7 +36,8 @@ clearnet. Runs until Ctrl-C (with --once: prints and exits).
     --poll-interval D       the exporter's --poll-interval (default 1s)
     --polls-only-seconds S  first phase, no scrapes: CPU per poll (default 20)
     --scrape-seconds S      second phase: a scrape every ~100 ms (default 120)
-    --relaywatch PATH       the exporter binary to measure (default: the one beside this one)
+    --relaywatch PATH       the exporter binary to measure (default: the one beside this one);
+                            give it 2-4 times to run those exporters side by side in one run
     --shared-netns          measure in this machine's network namespace, beside every other
                             process's sockets (default: a fresh one, as a pod has; needs root)
   --bench-tor-events
@@ -101,7 +102,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 bench_flags.push(arg.clone());
             }
             "--relaywatch" => {
-                bench.relaywatch = Some(PathBuf::from(value(arg)?));
+                bench.relaywatch.push(PathBuf::from(value(arg)?));
                 bench_flags.push(arg.clone());
             }
             "--shared-netns" => {
@@ -251,7 +252,7 @@ mod tests {
         );
         assert_eq!(bench.poll_interval, "2s");
         assert_eq!(bench.scrapes_for, Duration::from_secs(30));
-        assert_eq!(bench.relaywatch, Some(PathBuf::from("/x/relaywatch")));
+        assert_eq!(bench.relaywatch, vec![PathBuf::from("/x/relaywatch")]);
         assert!(!options.shared_netns);
     }
 

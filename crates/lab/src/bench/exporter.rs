@@ -1,18 +1,20 @@
-//! `relaywatch-lab --bench-exporter N`: one `relaywatch exporter` beside a synthetic relay
-//! with N real peer connections, measured in two phases of one run.
+//! `relaywatch-lab --bench-exporter N`: `relaywatch exporter` beside a synthetic relay with
+//! N real peer connections, measured in two phases of one run.
 //!
-//! 1. Polls only: no scrapes, so the exporter's CPU divided by the polls the relay answered
-//!    is the cost of a poll (admin_peers, socket dump, accounting).
-//! 2. Scrapes: a scrape every ~100 ms on one keep-alive connection, and the same request to
-//!    two static "floor" servers serving the exporter's own /metrics bytes (see `floor.rs`),
-//!    back to back, so all see the same machine. Random gaps keep scrapes from phase-locking
-//!    with the polls.
+//! 1. Polls only: no scrapes, so an exporter's CPU divided by the polls the relay answered
+//!    it is the cost of a poll (admin_peers, socket dump, accounting).
+//! 2. Scrapes: every ~100 ms each exporter is scraped on one keep-alive connection, and so
+//!    are two static "floor" servers serving an exporter's own /metrics bytes (`floor.rs`),
+//!    back to back, so all see the same machine (`measure.rs`).
+//!
+//! With several `--relaywatch` binaries the exporters run side by side against the same
+//! sockets, each with its own admin API connection: on this shared VM, figures of the same
+//! build moved by 2× between runs, so a before/after comparison belongs in one run.
 //!
 //! The synthetic relay replaces one labrelay process per peer (the previous harness): 1,000
 //! labrelays do not fit a /24 or a 2-core machine, and their own CPU would be in every figure.
 //! Correctness against labrelay's ground truth stays in the integration tests.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,13 +23,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use rand::Rng;
 
 use super::floor::{Floor, FloorKind};
 use super::http::{self, KeepAlive};
+use super::measure::{phase, scrape_loop, Readings, Seen};
 use super::procfs;
 use super::relay::AdminApi;
-use super::report::{percentile, split_by_polls, Bytes, Figures, Phase, Target};
+use super::report::{percentile, split_by_polls, Bytes, ExporterFigures, Figures, Target};
 use super::sockets::{descriptors_needed, Pump, Sockets};
 use crate::exporters::{parse_exposition, Samples};
 use crate::process::{self, Child};
@@ -45,9 +47,8 @@ pub struct ExporterBench {
     pub scrape_every: Duration,
     /// Which network namespace the run is in, for the report (see `netns.rs`).
     pub namespace: String,
-    /// The exporter binary to measure (another branch's build, say); default: the one
-    /// next to relaywatch-lab.
-    pub relaywatch: Option<PathBuf>,
+    /// The exporter binaries to measure, side by side; empty: the one next to relaywatch-lab.
+    pub relaywatch: Vec<PathBuf>,
 }
 
 impl ExporterBench {
@@ -62,7 +63,7 @@ impl ExporterBench {
             scrapes_for: Duration::from_secs(120),
             scrape_every: Duration::from_millis(100),
             namespace: "shared with the machine".into(),
-            relaywatch: None,
+            relaywatch: Vec::new(),
         }
     }
 }
@@ -79,181 +80,104 @@ fn family_sum(samples: &Samples, name: &str) -> f64 {
         .sum()
 }
 
-/// `relaywatch exporter` with the flags main's exporter takes, on `listen`.
-fn start_exporter(
-    bench: &ExporterBench,
-    admin: SocketAddr,
+/// One exporter process and its own connection to the synthetic relay.
+struct Running {
+    label: String,
+    binary: PathBuf,
+    admin: AdminApi,
     listen: SocketAddr,
-    dir: &Path,
-) -> Result<Child> {
-    let binary = match &bench.relaywatch {
-        Some(path) => path.clone(),
-        None => crate::workspace_binary("relaywatch")?,
-    };
-    let mut command = Command::new(&binary);
-    command
-        .arg("exporter")
-        .args(["--mode", "clearnet"])
-        .args(["--relay-admin-url", &format!("http://{admin}")])
-        .args(["--tor-control", "off"])
-        .args(["--listen", &listen.to_string()])
-        .args(["--poll-interval", &bench.poll_interval]);
-    let log = dir.join("relaywatch.log");
-    process::spawn("relaywatch-bench", command, &log)
-        .with_context(|| format!("starting the exporter {}", binary.display()))
+    log: PathBuf,
+    child: Child,
 }
 
-/// Scrapes until `ready` accepts the samples, or fails after `within` with the exporter's log.
-fn wait_for(
-    exporter: &mut Child,
-    listen: SocketAddr,
-    log: &Path,
-    within: Duration,
-    what: &str,
-    ready: impl Fn(&Samples) -> bool,
-) -> Result<()> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Ok(text) = crate::rpc::get_text(listen, "/metrics") {
-            if ready(&parse_exposition(&text)) {
-                return Ok(());
-            }
-        }
-        if !exporter.is_running() || Instant::now() > deadline {
-            bail!(
-                "the exporter did not {what} within {within:?}; log {}:\n{}",
-                log.display(),
-                crate::relays::tail(log, 20)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// CPU readings at one moment: the exporter's (whole and per thread), the bench's own
-/// processes' (this one and the floors), and the whole machine's.
-struct Snapshot {
-    polls: u64,
-    exporter: f64,
-    threads: BTreeMap<String, f64>,
-    bench: f64,
-    machine_busy: f64,
-}
-
-impl Snapshot {
-    fn take(admin: &AdminApi, exporter: u32, bench_pids: &[u32]) -> Result<Snapshot> {
-        let mut bench = procfs::process_cpu_seconds(std::process::id())?;
-        for pid in bench_pids {
-            bench += procfs::process_cpu_seconds(*pid)?;
-        }
-        Ok(Snapshot {
-            polls: admin.polls(),
-            exporter: procfs::process_cpu_seconds(exporter)?,
-            threads: procfs::thread_cpu_seconds(exporter)?,
-            bench,
-            machine_busy: procfs::machine_busy_seconds()?,
+impl Running {
+    /// `relaywatch exporter` with the flags main's exporter takes, polling its own admin API.
+    fn start(
+        label: String,
+        binary: PathBuf,
+        sockets: &Sockets,
+        ip: Ipv4Addr,
+        poll_interval: &str,
+        dir: &Path,
+    ) -> Result<Running> {
+        let p2p = sockets.listeners[0].local_addr().context("p2p address")?;
+        let admin_listener = TcpListener::bind((ip, 0)).context("admin API listener")?;
+        let admin = AdminApi::start(admin_listener, &sockets.peers, p2p)?;
+        // A port free on the relay's address; the exporter binds it a moment later.
+        let listen = TcpListener::bind((ip, 0))
+            .and_then(|probe| probe.local_addr())
+            .context("finding a port for the exporter")?;
+        let mut command = Command::new(&binary);
+        command
+            .arg("exporter")
+            .args(["--mode", "clearnet"])
+            .args(["--relay-admin-url", &format!("http://{}", admin.addr)])
+            .args(["--tor-control", "off"])
+            .args(["--listen", &listen.to_string()])
+            .args(["--poll-interval", poll_interval]);
+        let name = format!("relaywatch-bench-{}", label.replace(' ', "-"));
+        let log = dir.join(format!("{name}.log"));
+        let child = process::spawn(&name, command, &log)
+            .with_context(|| format!("starting the exporter {}", binary.display()))?;
+        Ok(Running {
+            label,
+            binary,
+            admin,
+            listen,
+            log,
+            child,
         })
     }
-}
 
-/// A phase's figures from the readings at its start and end.
-fn phase(started: Instant, before: &Snapshot, after: &Snapshot) -> Result<Phase> {
-    let seconds = started.elapsed().as_secs_f64();
-    let threads = after
-        .threads
-        .iter()
-        .map(|(name, cpu)| {
-            let was = before.threads.get(name).copied().unwrap_or(0.0);
-            (name.clone(), cpu - was)
-        })
-        .collect();
-    let exporter = after.exporter - before.exporter;
-    let busy = (after.machine_busy - before.machine_busy) / seconds;
-    Ok(Phase {
-        seconds,
-        polls: after.polls - before.polls,
-        process_cpu: exporter,
-        threads,
-        load_after: procfs::load_average()?,
-        machine_busy_cpus: busy,
-        others_busy_cpus: busy - (exporter + after.bench - before.bench) / seconds,
-    })
-}
-
-/// The value of the first sample line starting with `series ` in an exposition body.
-fn sample_in(body: &str, series: &str) -> Option<f64> {
-    body.lines().find_map(|line| {
-        line.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
-/// One client's scrapes: when each was sent, and its milliseconds.
-type Taken = Vec<(Instant, f64)>;
-
-/// Scrapes every client at random gaps for `bench.scrapes_for`; returns each client's
-/// (start, milliseconds) and the exporter's (client 0's) last body. Collects the exporter's
-/// own poll durations into `figures` as it goes.
-fn scrape_loop(
-    clients: &mut [(String, KeepAlive)],
-    bench: &ExporterBench,
-    figures: &mut Figures,
-) -> Result<(Vec<Taken>, Vec<u8>)> {
-    let started = Instant::now();
-    let mut rng = rand::thread_rng();
-    let mut last_body = Vec::new();
-    let mut scrapes: Vec<Taken> = vec![Vec::new(); clients.len()];
-    let mut tick = 0usize;
-    let mut due = started;
-    let every = bench.scrape_every.as_micros() as u64;
-    while started.elapsed() < bench.scrapes_for {
-        // Uniformly random gaps of 0.5–1.5× the interval: a fixed grid of 100 ms is
-        // commensurate with 1 s polls and can miss every poll for a whole run.
-        due += Duration::from_micros(rng.gen_range(every / 2..=every * 3 / 2));
-        std::thread::sleep(due.saturating_duration_since(Instant::now()));
-        // Rotating order, so no server is always first after the sleep.
-        for turn in 0..clients.len() {
-            let index = (turn + tick) % clients.len();
-            let (name, client) = &mut clients[index];
-            let sent = Instant::now();
-            let (status, body) = client.get("/metrics")?;
-            let millis = sent.elapsed().as_secs_f64() * 1000.0;
-            http::expect_ok(status, name)?;
-            scrapes[index].push((sent, millis));
-            if index == 0 {
-                last_body = body;
-                let text = String::from_utf8_lossy(&last_body);
-                for (series, seen) in [
-                    (
-                        "relaywatch_source_poll_duration_seconds{source=\"relay\"}",
-                        &mut figures.relay_poll_ms,
-                    ),
-                    (
-                        "relaywatch_source_poll_duration_seconds{source=\"sockets\"}",
-                        &mut figures.sockets_poll_ms,
-                    ),
-                ] {
-                    // A new value means a new poll; equal consecutive values are the same poll.
-                    if let Some(ms) = sample_in(&text, series).map(|seconds| seconds * 1000.0) {
-                        if seen.last() != Some(&ms) {
-                            seen.push(ms);
-                        }
-                    }
+    /// Scrapes until `ready` accepts the samples, or fails after `within` with the log.
+    fn wait_for(
+        &mut self,
+        within: Duration,
+        what: &str,
+        ready: impl Fn(&Samples) -> bool,
+    ) -> Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(text) = crate::rpc::get_text(self.listen, "/metrics") {
+                if ready(&parse_exposition(&text)) {
+                    return Ok(());
                 }
             }
+            if !self.child.is_running() || Instant::now() > deadline {
+                bail!(
+                    "{} ({}) did not {what} within {within:?}; log {}:\n{}",
+                    self.label,
+                    self.binary.display(),
+                    self.log.display(),
+                    crate::relays::tail(&self.log, 20)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        tick += 1;
     }
-    Ok((scrapes, last_body))
+}
+
+/// The byte counters of a scrape: (ingress, egress) summed over routes.
+fn counted(body: &[u8]) -> (f64, f64) {
+    let samples = parse_exposition(&String::from_utf8_lossy(body));
+    let sum = |families: [&str; 2]| families.iter().map(|f| family_sum(&samples, f)).sum();
+    (
+        sum(["p2p_ingress_clearnet", "p2p_ingress_tor"]),
+        sum(["p2p_egress_clearnet", "p2p_egress_tor"]),
+    )
 }
 
 /// Runs the bench and returns the printed report.
 pub fn exporter_bench(bench: &ExporterBench) -> Result<String> {
     if bench.peers == 0 || bench.peers > 20_000 {
         bail!("--bench-exporter takes 1 to 20,000 peers");
+    }
+    let binaries = match bench.relaywatch.as_slice() {
+        [] => vec![crate::workspace_binary("relaywatch")?],
+        paths => paths.to_vec(),
+    };
+    if binaries.len() > 4 {
+        bail!("--relaywatch: at most 4 exporters side by side");
     }
     let mut figures = Figures {
         peers: bench.peers,
@@ -264,10 +188,6 @@ pub fn exporter_bench(bench: &ExporterBench) -> Result<String> {
         load_before: procfs::load_average()?,
         scrape_every_ms: bench.scrape_every.as_millis() as u64,
         namespace: bench.namespace.clone(),
-        exporter_binary: match &bench.relaywatch {
-            Some(path) => path.display().to_string(),
-            None => crate::workspace_binary("relaywatch")?.display().to_string(),
-        },
         ..Figures::default()
     };
     procfs::raise_nofile(descriptors_needed(bench.peers, bench.unrelated_sockets))?;
@@ -281,105 +201,154 @@ pub fn exporter_bench(bench: &ExporterBench) -> Result<String> {
     figures.outbound = sockets.peers.iter().filter(|peer| !peer.inbound).count();
     figures.bench_sockets = sockets.count();
     figures.namespace_sockets = procfs::namespace_tcp_sockets()?;
-    let p2p = sockets.listeners[0].local_addr().context("p2p address")?;
-    let admin_listener = TcpListener::bind((relay_ip, 0)).context("admin API listener")?;
-    let admin = AdminApi::start(admin_listener, &sockets.peers, p2p)?;
-    figures.reply_bytes = admin.reply_bytes;
     let pump = Pump::start(Arc::clone(&sockets), bench.churn_per_second)?;
 
-    // A port free on the relay's address; the exporter binds it a moment later.
-    let listen = TcpListener::bind((relay_ip, 0))
-        .and_then(|probe| probe.local_addr())
-        .context("finding a port for the exporter")?;
-    let mut exporter = start_exporter(bench, admin.addr, listen, dir.path())?;
-    let log = dir.path().join("relaywatch.log");
+    let mut running = Vec::new();
+    for (index, binary) in binaries.into_iter().enumerate() {
+        let label = if bench.relaywatch.len() > 1 {
+            format!("exporter {}", (b'A' + index as u8) as char)
+        } else {
+            "exporter".into()
+        };
+        let poll = &bench.poll_interval;
+        running.push(Running::start(
+            label,
+            binary,
+            &sockets,
+            relay_ip,
+            poll,
+            dir.path(),
+        )?);
+    }
+    figures.reply_bytes = running[0].admin.reply_bytes;
     let peers = bench.peers as f64;
-    wait_for(
-        &mut exporter,
-        listen,
-        &log,
-        Duration::from_secs(60),
-        "see every peer and its bytes",
-        |samples| {
-            family_sum(samples, "p2p_peers_clearnet") + family_sum(samples, "p2p_peers_tor")
-                == peers
-                && family_sum(samples, "p2p_ingress_clearnet") > 0.0
-        },
-    )?;
-    let pid = exporter.pid();
+    for exporter in &mut running {
+        exporter.wait_for(
+            Duration::from_secs(60),
+            "see every peer and its bytes",
+            |samples| {
+                family_sum(samples, "p2p_peers_clearnet") + family_sum(samples, "p2p_peers_tor")
+                    == peers
+                    && family_sum(samples, "p2p_ingress_clearnet") > 0.0
+            },
+        )?;
+    }
+    let pids: Vec<(&AdminApi, u32)> = running
+        .iter()
+        .map(|exporter| (&exporter.admin, exporter.child.pid()))
+        .collect();
 
     // Phase 1: polls only.
-    let started = Instant::now();
-    let before = Snapshot::take(&admin, pid, &[])?;
+    let before = Readings::take(&pids, &[])?;
     std::thread::sleep(bench.polls_only);
-    let after = Snapshot::take(&admin, pid, &[])?;
-    figures.polls_only = phase(started, &before, &after)?;
+    let (machine, polls_only) = phase(&before, &Readings::take(&pids, &[])?)?;
+    figures.polls_only = machine;
 
-    // Phase 2: scrapes beside the floors, which serve the exporter's own bytes.
-    let mut exporter_client = KeepAlive::connect(listen)?;
-    let (status, body) = exporter_client.get("/metrics")?;
-    http::expect_ok(status, "exporter /metrics")?;
-    figures.metrics_bytes = body.len();
+    // Phase 2: scrapes beside the floors, which serve the first exporter's bytes.
+    let mut clients = Vec::new();
+    let mut seen: Vec<Seen> = Vec::new();
+    for exporter in &running {
+        let mut client = KeepAlive::connect(exporter.listen)?;
+        let (status, body) = client.get("/metrics")?;
+        http::expect_ok(status, &exporter.label)?;
+        seen.push(Seen {
+            last_body: body,
+            ..Seen::default()
+        });
+        clients.push((exporter.label.clone(), client));
+    }
+    figures.metrics_bytes = seen[0].last_body.len();
     let floors = [FloorKind::Axum, FloorKind::Std]
         .into_iter()
-        .map(|kind| Floor::start(kind, &body, IpAddr::V4(relay_ip), dir.path()))
+        .map(|kind| Floor::start(kind, &seen[0].last_body, IpAddr::V4(relay_ip), dir.path()))
         .collect::<Result<Vec<Floor>>>()?;
-    let mut clients = vec![("exporter /metrics".to_string(), exporter_client)];
     for floor in &floors {
         let name = format!("floor ({})", floor.kind.as_str());
         clients.push((name, KeepAlive::connect(floor.addr)?));
     }
     // The counters now, next to the pump's: the floors took a moment to start.
-    let (status, latest) = clients[0].1.get("/metrics")?;
-    http::expect_ok(status, "exporter /metrics")?;
-    let counted_before = parse_exposition(&String::from_utf8_lossy(&latest));
-    let (received_before, sent_before) = (
+    let mut counted_before = Vec::new();
+    for (_, client) in clients.iter_mut().take(running.len()) {
+        let (status, body) = client.get("/metrics")?;
+        http::expect_ok(status, "exporter /metrics")?;
+        counted_before.push(counted(&body));
+    }
+    let sent_before = (
         pump.counters.relay_received.load(Ordering::Relaxed),
         pump.counters.relay_sent.load(Ordering::Relaxed),
     );
     let floor_pids: Vec<u32> = floors.iter().map(Floor::pid).collect();
-    let started = Instant::now();
-    let before = Snapshot::take(&admin, pid, &floor_pids)?;
-    let (scrapes, last_body) = scrape_loop(&mut clients, bench, &mut figures)?;
-    let after = Snapshot::take(&admin, pid, &floor_pids)?;
-    figures.scrapes = phase(started, &before, &after)?;
-    let polls = admin.poll_starts();
-    let window = Duration::from_secs_f64(percentile(&figures.relay_poll_ms, 0.5).max(0.0) / 1000.0);
+    let before = Readings::take(&pids, &floor_pids)?;
+    let taken = scrape_loop(
+        &mut clients,
+        &mut seen,
+        bench.scrape_every,
+        bench.scrapes_for,
+    )?;
+    let (machine, scrapes) = phase(&before, &Readings::take(&pids, &floor_pids)?)?;
+    figures.scrapes = machine;
+    let sent = (
+        (pump.counters.relay_received.load(Ordering::Relaxed) - sent_before.0) as f64,
+        (pump.counters.relay_sent.load(Ordering::Relaxed) - sent_before.1) as f64,
+    );
+
+    // Scrapes are split by whether they overlapped any exporter's poll.
+    let mut poll_starts: Vec<Instant> = running
+        .iter()
+        .flat_map(|exporter| exporter.admin.poll_starts())
+        .collect();
+    poll_starts.sort();
+    let window_ms = seen
+        .iter()
+        .map(|exporter| percentile(&exporter.relay_poll_ms, 0.5))
+        .fold(0.0, f64::max);
+    let window = Duration::from_secs_f64(window_ms / 1000.0);
     figures.targets = clients
         .into_iter()
-        .zip(&scrapes)
+        .zip(&taken)
         .map(|((name, client), taken)| Target {
             name,
             ms: taken.iter().map(|(_, ms)| *ms).collect(),
-            by_poll: split_by_polls(taken, &polls, window),
+            by_poll: split_by_polls(taken, &poll_starts, window),
             connections: client.connections,
         })
         .collect();
     figures.namespace_sockets_end = procfs::namespace_tcp_sockets()?;
-    figures.rss = procfs::rss_bytes(pid);
-    figures.rss_peak = procfs::status_bytes(pid, "VmHWM");
-
-    let counted_after = parse_exposition(&String::from_utf8_lossy(&last_body));
-    let grew =
-        |family: &str| family_sum(&counted_after, family) - family_sum(&counted_before, family);
-    figures.bytes = Bytes {
-        ingress_sent: (pump.counters.relay_received.load(Ordering::Relaxed) - received_before)
-            as f64,
-        ingress_counted: grew("p2p_ingress_clearnet") + grew("p2p_ingress_tor"),
-        egress_sent: (pump.counters.relay_sent.load(Ordering::Relaxed) - sent_before) as f64,
-        egress_counted: grew("p2p_egress_clearnet") + grew("p2p_egress_tor"),
-    };
-    figures.destroy_overruns =
-        family_sum(&counted_after, "relaywatch_socket_destroy_overruns_total");
+    let phases = polls_only.into_iter().zip(scrapes);
+    for (((exporter, seen), (polls_only, scrapes)), before) in
+        running.iter_mut().zip(seen).zip(phases).zip(counted_before)
+    {
+        if !exporter.child.is_running() {
+            bail!(
+                "{} exited during the bench; log {}:\n{}",
+                exporter.label,
+                exporter.log.display(),
+                crate::relays::tail(&exporter.log, 20)
+            );
+        }
+        let pid = exporter.child.pid();
+        let after = counted(&seen.last_body);
+        let samples = parse_exposition(&String::from_utf8_lossy(&seen.last_body));
+        figures.exporters.push(ExporterFigures {
+            label: exporter.label.clone(),
+            binary: exporter.binary.display().to_string(),
+            polls_only,
+            scrapes,
+            relay_poll_ms: seen.relay_poll_ms,
+            sockets_poll_ms: seen.sockets_poll_ms,
+            rss: procfs::rss_bytes(pid),
+            rss_peak: procfs::status_bytes(pid, "VmHWM"),
+            bytes: Bytes {
+                ingress_sent: sent.0,
+                ingress_counted: after.0 - before.0,
+                egress_sent: sent.1,
+                egress_counted: after.1 - before.1,
+            },
+            destroy_overruns: family_sum(&samples, "relaywatch_socket_destroy_overruns_total"),
+        });
+    }
     figures.pump_errors = pump.counters.errors.load(Ordering::Relaxed);
     figures.churned = pump.counters.churned.load(Ordering::Relaxed);
-    if !exporter.is_running() {
-        bail!(
-            "the exporter exited during the bench; log {}:\n{}",
-            log.display(),
-            crate::relays::tail(&log, 20)
-        );
-    }
     Ok(figures.render())
 }
 
@@ -396,9 +365,8 @@ mod tests {
     }
 
     #[test]
-    fn finds_a_sample_by_series() {
-        let body = "a{source=\"relay\"} 0.5\na{source=\"sockets\"} 0.25\n";
-        assert_eq!(sample_in(body, "a{source=\"sockets\"}"), Some(0.25));
-        assert_eq!(sample_in(body, "a{source=\"tor\"}"), None);
+    fn counts_bytes_over_routes() {
+        let body = b"p2p_ingress_tor 5\np2p_ingress_clearnet 7\np2p_egress_clearnet 2\n";
+        assert_eq!(counted(body), (12.0, 2.0));
     }
 }

@@ -10,6 +10,7 @@
 mod exporter;
 mod floor;
 pub mod http;
+mod measure;
 pub mod netns;
 pub mod procfs;
 mod relay;

@@ -5,25 +5,30 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
-/// CPU and polls over one phase of the run.
+/// The machine over one phase of the run.
 #[derive(Debug, Default)]
 pub struct Phase {
     pub seconds: f64,
-    /// admin_peers calls the synthetic relay answered: one per exporter poll.
-    pub polls: u64,
-    /// The exporter's CPU seconds (whole process, /proc/<pid>/stat).
-    pub process_cpu: f64,
-    /// The exporter's CPU seconds per thread name (schedstat).
-    pub threads: BTreeMap<String, f64>,
     /// 1-minute load average at the end of the phase.
     pub load_after: [f64; 3],
     /// CPUs the whole machine kept busy on average (from /proc/stat), and how many of them
-    /// went to processes other than the exporter, the bench and its floors.
+    /// went to processes other than the exporters, the bench and its floors.
     pub machine_busy_cpus: f64,
     pub others_busy_cpus: f64,
 }
 
-impl Phase {
+/// One exporter over one phase.
+#[derive(Debug, Default)]
+pub struct ExporterPhase {
+    /// admin_peers calls its relay connection answered: one per poll.
+    pub polls: u64,
+    /// CPU seconds (whole process, /proc/<pid>/stat).
+    pub process_cpu: f64,
+    /// CPU seconds per thread name (schedstat).
+    pub threads: BTreeMap<String, f64>,
+}
+
+impl ExporterPhase {
     fn ms_per_poll(&self, cpu_seconds: f64) -> f64 {
         cpu_seconds * 1000.0 / self.polls.max(1) as f64
     }
@@ -51,6 +56,23 @@ pub struct Target {
     pub connections: u32,
 }
 
+/// What one exporter did over the run.
+#[derive(Debug, Default)]
+pub struct ExporterFigures {
+    /// `exporter`, or `exporter A`, `exporter B` … when several run side by side.
+    pub label: String,
+    pub binary: String,
+    pub polls_only: ExporterPhase,
+    pub scrapes: ExporterPhase,
+    /// Distinct values of its relaywatch_source_poll_duration_seconds, in ms.
+    pub relay_poll_ms: Vec<f64>,
+    pub sockets_poll_ms: Vec<f64>,
+    pub rss: u64,
+    pub rss_peak: u64,
+    pub bytes: Bytes,
+    pub destroy_overruns: f64,
+}
+
 /// Everything one run of the exporter bench measured.
 #[derive(Debug, Default)]
 pub struct Figures {
@@ -59,7 +81,6 @@ pub struct Figures {
     pub unrelated: usize,
     pub churn_per_second: usize,
     pub poll_interval: String,
-    pub exporter_binary: String,
     pub cpus: usize,
     pub load_before: [f64; 3],
     /// Which network namespace: the bench's own, or the machine's (shared with neighbours).
@@ -72,15 +93,9 @@ pub struct Figures {
     pub polls_only: Phase,
     pub scrapes: Phase,
     pub scrape_every_ms: u64,
-    /// The exporter first, then the floors, each scraped once per tick.
+    pub exporters: Vec<ExporterFigures>,
+    /// The exporters first (in the same order), then the floors, each scraped once per tick.
     pub targets: Vec<Target>,
-    /// Distinct values of the exporter's relaywatch_source_poll_duration_seconds, in ms.
-    pub relay_poll_ms: Vec<f64>,
-    pub sockets_poll_ms: Vec<f64>,
-    pub rss: u64,
-    pub rss_peak: u64,
-    pub bytes: Bytes,
-    pub destroy_overruns: f64,
     pub pump_errors: u64,
     pub churned: u64,
 }
@@ -144,7 +159,7 @@ fn load(load: [f64; 3]) -> String {
     format!("{:.2} {:.2} {:.2}", load[0], load[1], load[2])
 }
 
-fn per_thread(phase: &Phase) -> String {
+fn per_thread(phase: &ExporterPhase) -> String {
     let mut threads: Vec<(&String, &f64)> = phase.threads.iter().collect();
     threads.sort_by(|a, b| b.1.total_cmp(a.1));
     let sum: f64 = threads.iter().map(|(_, cpu)| **cpu).sum();
@@ -158,7 +173,7 @@ fn per_thread(phase: &Phase) -> String {
 }
 
 /// How far one clock tick of /proc/<pid>/stat moves a per-poll figure.
-fn tick_resolution(phase: &Phase) -> f64 {
+fn tick_resolution(phase: &ExporterPhase) -> f64 {
     10.0 / phase.polls.max(1) as f64
 }
 
@@ -172,8 +187,8 @@ fn ratio(counted: f64, sent: f64) -> String {
 
 impl Figures {
     /// True when the 1-minute load went above the CPU count at any checkpoint, or other
-    /// processes kept more than half a CPU busy during a phase (on this VM a busy sibling
-    /// CPU slows the exporter's own CPU time, not only its wake-ups).
+    /// processes kept more than half a CPU busy during a phase (the load average alone
+    /// missed that: figures of identical runs moved by 2× at a load below 2).
     pub fn noisy(&self) -> bool {
         let limit = self.cpus as f64;
         [
@@ -190,6 +205,49 @@ impl Figures {
 
     pub fn render(&self) -> String {
         let mut out = String::new();
+        // Writing to a String cannot fail; that is why results are ignored below.
+        self.render_setting(&mut out);
+        self.render_polls_only(&mut out);
+        self.render_scrapes(&mut out);
+        let memory: Vec<String> = self
+            .exporters
+            .iter()
+            .map(|exporter| {
+                format!(
+                    "{} RSS {:.1} MB, peak {:.1} MB",
+                    exporter.label,
+                    exporter.rss as f64 / 1e6,
+                    exporter.rss_peak as f64 / 1e6
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "memory: {} (goal ≤ 8 MB at 1,000 peers)",
+            memory.join("; ")
+        );
+        for exporter in &self.exporters {
+            let bytes = &exporter.bytes;
+            let _ = writeln!(
+                out,
+                "check: during the scrape phase {} counted {} of the bytes the relay's ends received ({:.0} B) and {} of those they sent ({:.0} B; within one poll); destroy overruns {}",
+                exporter.label,
+                ratio(bytes.ingress_counted, bytes.ingress_sent),
+                bytes.ingress_sent,
+                ratio(bytes.egress_counted, bytes.egress_sent),
+                bytes.egress_sent,
+                exporter.destroy_overruns,
+            );
+        }
+        let _ = write!(
+            out,
+            "bench: pump errors {}; churned connections {}",
+            self.pump_errors, self.churned
+        );
+        out
+    }
+
+    fn render_setting(&self, out: &mut String) {
         let noisy = if self.noisy() {
             format!(
                 "   NOISY: 1-minute load above {} (the CPU count) or other processes busy on more than half a CPU; compare only figures of this run",
@@ -198,18 +256,25 @@ impl Figures {
         } else {
             String::new()
         };
-        // Writing to a String cannot fail; the results are ignored for that reason.
         let _ = writeln!(
             out,
-            "exporter bench: {} peers ({} inbound, {} outbound), {} unrelated sockets, churn {}/s, --poll-interval {}; exporter {}",
+            "exporter bench: {} peers ({} inbound, {} outbound), {} unrelated sockets, churn {}/s, --poll-interval {}",
             self.peers,
             self.peers - self.outbound,
             self.outbound,
             self.unrelated,
             self.churn_per_second,
             self.poll_interval,
-            self.exporter_binary
         );
+        for exporter in &self.exporters {
+            let _ = writeln!(out, "{}: {}", exporter.label, exporter.binary);
+        }
+        if self.exporters.len() > 1 {
+            let _ = writeln!(
+                out,
+                "(side by side: each exporter has its own connection to the relay and the same sockets; each one's polls load the machine for the others)"
+            );
+        }
         let _ = writeln!(
             out,
             "machine: {} CPUs; load {} at start, {} after polls-only, {} at end; CPUs busy {:.2} during polls-only ({:.2} by other processes), {:.2} during scrapes ({:.2} by others){noisy}",
@@ -234,17 +299,29 @@ impl Figures {
             self.reply_bytes / self.peers.max(1),
             self.metrics_bytes as f64 / 1000.0
         );
-        let phase = &self.polls_only;
+    }
+
+    fn render_polls_only(&self, out: &mut String) {
         let _ = writeln!(
             out,
-            "polls only ({:.0} s, {} polls, no scrapes): exporter CPU {:.2} ms per poll (process, /proc stat, ±{:.2} ms; goal ≤ 3 ms at 1,000 peers with 5,000 unrelated sockets)\n  threads (schedstat), ms per poll: {}",
-            phase.seconds,
-            phase.polls,
-            phase.ms_per_poll(phase.process_cpu),
-            tick_resolution(phase),
-            per_thread(phase)
+            "polls only ({:.0} s, no scrapes); CPU per poll (goal ≤ 3 ms at 1,000 peers with 5,000 unrelated sockets):",
+            self.polls_only.seconds
         );
-        let phase = &self.scrapes;
+        for exporter in &self.exporters {
+            let phase = &exporter.polls_only;
+            let _ = writeln!(
+                out,
+                "  {}: {:.2} ms per poll over {} polls (process, /proc stat, ±{:.2} ms); threads (schedstat), ms per poll: {}",
+                exporter.label,
+                phase.ms_per_poll(phase.process_cpu),
+                phase.polls,
+                tick_resolution(phase),
+                per_thread(phase)
+            );
+        }
+    }
+
+    fn render_scrapes(&self, out: &mut String) {
         let connections: Vec<String> = self
             .targets
             .iter()
@@ -253,7 +330,7 @@ impl Figures {
         let _ = writeln!(
             out,
             "scrapes ({:.0} s, at random gaps of {}–{} ms, all servers back to back in rotating order, one keep-alive connection each; connections opened: {}):",
-            phase.seconds,
+            self.scrapes.seconds,
             self.scrape_every_ms / 2,
             self.scrape_every_ms * 3 / 2,
             connections.join(", ")
@@ -261,78 +338,63 @@ impl Figures {
         for target in &self.targets {
             let _ = writeln!(out, "{}", latency_line(&target.name, &target.ms));
         }
-        if let Some((exporter, floors)) = self.targets.split_first() {
+        let (exporters, floors) = self.targets.split_at(self.exporters.len());
+        for exporter in exporters {
             for floor in floors {
                 let _ = writeln!(
                     out,
-                    "  exporter / {}: p99 {:.2}×, median {:.2}×",
+                    "  {} / {}: p99 {:.2}×, median {:.2}×",
+                    exporter.name,
                     floor.name,
                     percentile(&exporter.ms, 0.99) / percentile(&floor.ms, 0.99),
                     percentile(&exporter.ms, 0.5) / percentile(&floor.ms, 0.5)
                 );
             }
-            let _ = writeln!(
-                out,
-                "  (goal: exporter p99 ≤ 1.5× the floor on the exporter's own stack, at 1,000 peers with 1 s polls)"
-            );
         }
-        for (label, pick) in [
+        let _ = writeln!(
+            out,
+            "  (goal: exporter p99 ≤ 1.5× the floor on the exporter's own stack, axum, at 1,000 peers with 1 s polls)"
+        );
+        for (label, during) in [
             (
                 "overlapping a poll (admin_peers call + median poll duration)",
-                0,
+                true,
             ),
-            ("between polls", 1),
+            ("between polls", false),
         ] {
             let split: Vec<String> = self
                 .targets
                 .iter()
                 .map(|target| {
-                    let samples = if pick == 0 {
-                        &target.by_poll.0
-                    } else {
-                        &target.by_poll.1
-                    };
+                    let (overlapping, others) = &target.by_poll;
+                    let samples = if during { overlapping } else { others };
                     format!("{} {}", target.name, short_stats(samples))
                 })
                 .collect();
             let _ = writeln!(out, "  scrapes {label}: {}", split.join("; "));
         }
-        let _ = writeln!(
-            out,
-            "  exporter's relaywatch_source_poll_duration_seconds over {} polls: relay median {:.2} ms, max {:.2} ms; sockets median {:.2} ms, max {:.2} ms",
-            self.relay_poll_ms.len(),
-            percentile(&self.relay_poll_ms, 0.5),
-            percentile(&self.relay_poll_ms, 1.0),
-            percentile(&self.sockets_poll_ms, 0.5),
-            percentile(&self.sockets_poll_ms, 1.0)
-        );
-        let _ = writeln!(
-            out,
-            "  exporter CPU {:.2} % of one core (polls and scrapes), {:.2} ms per poll ({} polls)\n  threads (schedstat), ms per poll: {}",
-            phase.process_cpu / phase.seconds.max(f64::EPSILON) * 100.0,
-            phase.ms_per_poll(phase.process_cpu),
-            phase.polls,
-            per_thread(phase)
-        );
-        let _ = writeln!(
-            out,
-            "memory: exporter RSS {:.1} MB, peak {:.1} MB (goal ≤ 8 MB at 1,000 peers)",
-            self.rss as f64 / 1e6,
-            self.rss_peak as f64 / 1e6
-        );
-        let bytes = &self.bytes;
-        let _ = write!(
-            out,
-            "check: during the scrape phase the exporter counted {} of the bytes the relay's ends received ({:.0} B) and {} of those they sent ({:.0} B; one poll of lag is expected); destroy overruns {}; pump errors {}; churned connections {}",
-            ratio(bytes.ingress_counted, bytes.ingress_sent),
-            bytes.ingress_sent,
-            ratio(bytes.egress_counted, bytes.egress_sent),
-            bytes.egress_sent,
-            self.destroy_overruns,
-            self.pump_errors,
-            self.churned
-        );
-        out
+        for exporter in &self.exporters {
+            let phase = &exporter.scrapes;
+            let _ = writeln!(
+                out,
+                "  {}: relaywatch_source_poll_duration_seconds over {} polls: relay median {:.2} ms, max {:.2} ms; sockets median {:.2} ms, max {:.2} ms",
+                exporter.label,
+                exporter.relay_poll_ms.len(),
+                percentile(&exporter.relay_poll_ms, 0.5),
+                percentile(&exporter.relay_poll_ms, 1.0),
+                percentile(&exporter.sockets_poll_ms, 0.5),
+                percentile(&exporter.sockets_poll_ms, 1.0)
+            );
+            let _ = writeln!(
+                out,
+                "  {}: CPU {:.2} % of one core (polls and scrapes), {:.2} ms per poll over {} polls; threads (schedstat), ms per poll: {}",
+                exporter.label,
+                phase.process_cpu / self.scrapes.seconds.max(f64::EPSILON) * 100.0,
+                phase.ms_per_poll(phase.process_cpu),
+                phase.polls,
+                per_thread(phase)
+            );
+        }
     }
 }
 
@@ -377,6 +439,10 @@ mod tests {
         let mut figures = Figures {
             peers: 10,
             cpus: 2,
+            exporters: vec![ExporterFigures {
+                label: "exporter".into(),
+                ..ExporterFigures::default()
+            }],
             targets: vec![
                 target("exporter", vec![1.0, 2.0]),
                 target("floor", vec![1.0, 1.0]),
