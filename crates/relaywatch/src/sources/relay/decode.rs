@@ -279,4 +279,6 @@ impl<'de> Visitor<'de> for Lenient<bool> {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
