@@ -175,8 +175,14 @@ impl Exporter {
                     leak.key.1
                 );
             }
-            if self.enforce && !leak.enode.is_empty() {
-                self.removals.enqueue(&leak.enode);
+            if self.enforce {
+                if leak.enode.is_empty() {
+                    if leak.new {
+                        tracing::warn!("a leaking peer has no enode in admin_peers, so admin_removePeer cannot name it; it stays connected until it leaves");
+                    }
+                } else {
+                    self.removals.enqueue(&leak.enode);
+                }
             }
         }
         let pending = self.removals.pending();
