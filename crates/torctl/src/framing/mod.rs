@@ -157,9 +157,12 @@ impl LineBuffer {
             if self.skipping {
                 // Keep nothing more of an oversized line.
             } else if self.line.len() + chunk.len() > self.max_line + 1 {
-                // +1: a CR before the LF does not count against the limit.
+                // +1: a CR before the LF does not count against the limit. Keep exactly the
+                // first 4 bytes however the line was chunked (the fuzz harness found that
+                // keeping more when the line arrived in pieces changed how it was framed).
                 let keep = 4usize.saturating_sub(self.line.len()).min(chunk.len());
                 self.line.extend_from_slice(&chunk[..keep]);
+                self.line.truncate(4);
                 self.skipping = true;
             } else {
                 self.line.extend_from_slice(chunk);
@@ -198,10 +201,12 @@ impl LineBuffer {
     fn end_line(&mut self) {
         self.stats.lines += 1;
         let mut line = std::mem::take(&mut self.line);
-        if line.last() == Some(&b'\r') {
+        let oversized = std::mem::replace(&mut self.skipping, false);
+        // An oversized line's kept prefix does not end the line: a CR in it is not the CR of
+        // CRLF (stripping it made "650\r…" a bare "650" end line).
+        if !oversized && line.last() == Some(&b'\r') {
             line.pop();
         }
-        let oversized = std::mem::replace(&mut self.skipping, false);
         if oversized {
             self.stats.oversized_lines += 1;
         }
