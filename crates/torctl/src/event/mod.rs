@@ -292,6 +292,10 @@ fn status(kind: StatusKind, args: Args) -> Option<StatusEvent> {
         kind,
         severity: Severity::parse(args.pos(0)?),
         action: args.pos(1)?.to_string(),
-        args: args.keywords,
+        args: args
+            .keywords
+            .into_iter()
+            .map(|(key, value)| (key.to_string(), value.into_owned()))
+            .collect(),
     })
 }
