@@ -98,6 +98,20 @@ impl<'a> Args<'a> {
     pub fn pos(&self, index: usize) -> Option<&str> {
         self.positional.get(index).map(|word| word.as_ref())
     }
+
+    /// Positional word `index`, borrowing from the line when it can (a copy only for a
+    /// quoted word with escapes).
+    pub fn word(&self, index: usize) -> Option<Cow<'a, str>> {
+        self.positional.get(index).cloned()
+    }
+
+    /// The first value of `key`, borrowing from the line when it can.
+    pub fn value(&self, key: &str) -> Option<Cow<'a, str>> {
+        self.keywords
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone())
+    }
 }
 
 /// Bytes a keyword may hold after its first letter: letters, digits, `_`. A table, because
