@@ -9,7 +9,7 @@ use crate::classify::{classify_maybe, enode_names_onion, Direction, Route};
 use crate::cli::Mode;
 use crate::sockdiag::{DestroyListener, SockDiag};
 use crate::sources::relay::{Peer, PeerList, RelayError};
-use crate::sources::{sockets, Source};
+use crate::sources::{backoff, sockets, Source};
 use crate::traffic::ConnKey;
 
 fn direction_index(direction: Direction) -> usize {
@@ -46,12 +46,13 @@ impl Exporter {
             if let Err(error) = &relay {
                 tracing::debug!("relay source failed: {error}");
             }
-            // Back off while the relay fails (up to 10 intervals), so a dead relay is not
-            // hammered; a failing socket dump costs nothing and must not slow the leak guard.
+            // Back off while the relay fails (up to 10 intervals, jittered so retries cannot
+            // phase-lock with a relay that flaps), so a dead relay is not hammered; a failing
+            // socket dump costs nothing and must not slow the leak guard.
             backoff = if relay.is_ok() {
                 self.interval
             } else {
-                (backoff * 2).min(self.interval * 10)
+                backoff::next_delay(backoff, self.interval, self.interval * 10, backoff::random_unit())
             };
             std::thread::sleep(backoff.saturating_sub(started.elapsed()));
         }
