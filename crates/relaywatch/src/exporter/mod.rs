@@ -74,6 +74,8 @@ pub struct Exporter {
     guard: Mutex<LeakGuard>,
     published: Mutex<Published>,
     removals: RemovalQueue,
+    removal_warned_at: Mutex<Option<std::time::Instant>>,
+    removal_failures_unlogged: std::sync::atomic::AtomicU64,
     workers: Arc<Workers>,
     ready: AtomicBool,
     tor_control: Option<TorControlConfig>,
@@ -100,6 +102,8 @@ impl Exporter {
             guard: Mutex::new(LeakGuard::default()),
             published: Mutex::new(Published::default()),
             removals: RemovalQueue::default(),
+            removal_warned_at: Mutex::new(None),
+            removal_failures_unlogged: std::sync::atomic::AtomicU64::new(0),
             workers: Arc::new(Workers::default()),
             ready: AtomicBool::new(false),
         })
@@ -141,7 +145,12 @@ impl Exporter {
     /// Starts every worker thread. An error means one could not start; the process should exit.
     pub fn start(self: &Arc<Self>) -> std::io::Result<()> {
         let exporter = Arc::clone(self);
-        self.workers.spawn("poller", move || exporter.poll_loop())?;
+        // A poll cycle is at most a 3 s admin call, a dump, and a backoff of 10 intervals.
+        let stall_after = self.interval * 10 + Duration::from_secs(60);
+        self.workers
+            .spawn_with_heartbeat("poller", stall_after, move |heartbeat| {
+                exporter.poll_loop(&heartbeat)
+            })?;
         let exporter = Arc::clone(self);
         self.workers
             .spawn("destroy-listener", move || exporter.destroy_loop())?;
@@ -183,11 +192,18 @@ impl Exporter {
                     started.elapsed().as_secs_f64() * 1000.0
                 ),
                 Err(error) => {
-                    // The relay's error text may quote the peer's enode: a class only by default.
-                    tracing::warn!(
-                        "admin_removePeer failed for a leaking peer ({}); details at --log-level debug",
-                        error.class()
-                    );
+                    // The relay's error text may quote the peer's enode: a class only by default,
+                    // and at most one line a minute (every failure is in the counter).
+                    let failures = self.removal_failures_unlogged.fetch_add(1, Ordering::Relaxed) + 1;
+                    let mut last = lock(&self.removal_warned_at);
+                    if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                        *last = Some(std::time::Instant::now());
+                        self.removal_failures_unlogged.store(0, Ordering::Relaxed);
+                        tracing::warn!(
+                            "admin_removePeer failed for a leaking peer ({}; {failures} failure(s) since the last such line); details at --log-level debug",
+                            error.class()
+                        );
+                    }
                     tracing::debug!("admin_removePeer failed: {error}");
                 }
             }

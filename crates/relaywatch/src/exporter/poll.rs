@@ -26,11 +26,12 @@ fn conn_key(peer: &Peer) -> ConnKey {
 }
 
 impl Exporter {
-    pub(super) fn poll_loop(&self) {
+    pub(super) fn poll_loop(&self, heartbeat: &super::workers::Heartbeat) {
         let mut diag: Option<SockDiag> = None;
         let mut backoff = self.interval;
         let mut last_error: Option<&'static str> = None;
         loop {
+            heartbeat.beat();
             let started = Instant::now();
             let relay = self.poll_once(&mut diag);
             self.ready.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -96,15 +97,24 @@ impl Exporter {
             .collect();
         let mut traffic = lock(&self.traffic);
         let started = Instant::now();
+
+        let was_up = self.published().health.get(Source::Sockets.as_str()).map(|h| h.up);
         if diag.is_none() {
             *diag = SockDiag::open()
-                .map_err(|error| tracing::warn!("cannot open sock_diag: {error}"))
+                .map_err(|error| {
+                    if was_up != Some(false) {
+                        tracing::warn!("cannot open sock_diag: {error}");
+                    }
+                })
                 .ok();
         }
         let dump = match diag.as_mut().map(sockets::dump) {
             Some(Ok(dump)) => Some(dump),
             Some(Err(error)) => {
-                tracing::warn!("sockets source failed: {error}");
+                // Once per outage; every failed poll shows in relaywatch_source_up.
+                if was_up != Some(false) {
+                    tracing::warn!("sockets source failed: {error}");
+                }
                 *diag = None;
                 None
             }
@@ -139,7 +149,8 @@ impl Exporter {
             .iter()
             .map(|problem| problem.index)
             .collect::<BTreeSet<_>>()
-            .len() as u64;
+            .len() as u64
+            + list.over_limit as u64;
         let mut published = self.published();
         published.peers = Some(counts);
         published.unparsed_peers += unparsed;
@@ -165,9 +176,12 @@ impl Exporter {
         if new > 0 {
             self.published().leaks_total += new;
         }
+        if new > 0 {
+            // One line per poll, however many: a hostile reply must not flood the log.
+            tracing::warn!("{new} new clearnet peer connection(s) to an only-onion relay (privacy leak)");
+        }
         for leak in leaks {
             if leak.new {
-                tracing::warn!("clearnet peer connected to an only-onion relay (privacy leak)");
                 tracing::debug!(
                     "leak audit: peer id={} enode={} local={} remote={}",
                     leak.id,
@@ -235,8 +249,10 @@ impl Exporter {
                 }
                 Ok(_) => {}
                 Err(error) => {
-                    tracing::warn!("socket destroy events failed: {error}; resubscribing");
+                    tracing::warn!("socket destroy events failed: {error}; resubscribing in 1 s");
                     listener = None;
+                    // An error that repeats at once must not become a busy loop.
+                    std::thread::sleep(Duration::from_secs(1));
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! environment proxy, a closed stderr. Each case is a defect found by a hostile-input probe.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -186,5 +186,42 @@ fn a_closed_stderr_does_not_stop_the_guard() {
     });
     let _ = child.kill();
     let _ = child.wait();
+    result.unwrap();
+}
+
+/// A stderr pipe that nobody reads blocked the poller in write() while /healthz stayed green.
+/// The pipe is shrunk to one page so that it fills within the first polls.
+#[test]
+fn a_stalled_stderr_does_not_stop_the_guard() {
+    let ip = subnet_ip(1);
+    let handler: Arc<Handler> = Arc::new(move |_| Some(format!(r#""result":[{}]"#, leak(1))));
+    let relay = FakeRelay::start(SocketAddr::new(ip, 0), handler);
+    let listen = SocketAddr::new(ip, lab::tornet::free_port().unwrap());
+    let mut fds = [0; 2];
+    // SAFETY: pipe() fills two new descriptors, each owned exactly once below.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe { libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 4096) };
+    let mut command = exporter_command(&relay, listen);
+    command.args(["--log-level", "debug"]);
+    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(write_end));
+    let mut child = command.spawn().unwrap();
+    let result = std::panic::catch_unwind(|| {
+        // 60 polls at 200 ms, each with debug lines: far more than one page of log.
+        eventually("polls go on with stderr full", Duration::from_secs(40), || {
+            (relay.calls.count("admin_peers") >= 60).then_some(())
+        });
+        let mut queued: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int: the bytes waiting in the pipe.
+        unsafe { libc::ioctl(read_end.as_raw_fd(), libc::FIONREAD, &mut queued) };
+        // Full: the next line (written atomically, as pipes do up to a page) does not fit.
+        assert!(queued > 4096 - 200, "stderr never filled: {queued} bytes");
+        assert!(relay.calls.count("admin_removePeer") >= 10);
+        assert_eq!(lab::rpc::get_text(listen, "/healthz").unwrap(), "ok\n");
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(read_end);
     result.unwrap();
 }
