@@ -26,3 +26,6 @@ pub fn dump(diag: &mut SockDiag) -> io::Result<HashMap<ConnKey, SocketSample>> {
         .map(|sample| (sample.key(), sample))
         .collect())
 }
+
+#[cfg(test)]
+mod tests;
