@@ -6,6 +6,7 @@
 
 mod destroy;
 mod dump;
+mod filter;
 mod netlink;
 mod socket;
 mod wire;
@@ -14,6 +15,7 @@ mod wire;
 pub use self::{
     destroy::DestroyListener,
     dump::SockDiag,
+    filter::{compile_bytecode, PortFilter},
     socket::{TcpSocket, TcpState},
     wire::{parse_messages, Parsed},
 };

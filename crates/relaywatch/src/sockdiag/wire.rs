@@ -77,6 +77,25 @@ pub fn encode_dump_request(family: u8, seq: u32) -> [u8; NLMSG_HDRLEN + INET_DIA
     out
 }
 
+/// `INET_DIAG_REQ_BYTECODE` from linux/inet_diag.h: the request attribute holding a filter program.
+const INET_DIAG_REQ_BYTECODE: u16 = 1;
+
+/// The dump request of [`encode_dump_request`] with a filter program (see `super::filter`)
+/// attached, so that the kernel sends only the sockets the program selects.
+pub fn encode_filtered_dump_request(family: u8, seq: u32, bytecode: &[u8]) -> Vec<u8> {
+    let mut out = encode_dump_request(family, seq).to_vec();
+    let attribute_len = RTA_HDRLEN + bytecode.len();
+    // The caller keeps programs within filter::MAX_BYTECODE; a longer one gets a length the
+    // kernel refuses (EINVAL) rather than a truncated, different program.
+    out.extend_from_slice(&u16::try_from(attribute_len).unwrap_or(0).to_ne_bytes());
+    out.extend_from_slice(&INET_DIAG_REQ_BYTECODE.to_ne_bytes());
+    out.extend_from_slice(bytecode);
+    out.resize(align4(out.len()), 0);
+    let total = u32::try_from(out.len()).unwrap_or(u32::MAX);
+    out[0..4].copy_from_slice(&total.to_ne_bytes());
+    out
+}
+
 /// What one datagram (or any byte buffer) of netlink messages held.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Parsed {

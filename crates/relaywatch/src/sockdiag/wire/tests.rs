@@ -19,6 +19,17 @@ fn request_matches_the_uapi_layout() {
 }
 
 #[test]
+fn filtered_request_carries_the_program_as_an_attribute() {
+    let program = [1u8, 4, 8, 0];
+    let req = encode_filtered_dump_request(AF_INET, 9, &program);
+    assert_eq!(req.len(), 72 + 4 + 4);
+    assert_eq!(read_u32(&req, 0), 80, "nlmsg_len covers the attribute");
+    assert_eq!(&req[..72][4..], &encode_dump_request(AF_INET, 9)[4..]);
+    assert_eq!((read_u16(&req, 72), read_u16(&req, 74)), (8, 1));
+    assert_eq!(&req[76..], &program);
+}
+
+#[test]
 fn decodes_ipv4_and_ipv6_sockets_then_done() {
     let mut buf = socket_message(5, false, FULL, [1001, 501, 1000, 0]);
     buf.extend(socket_message(5, true, FULL, [1, 2, 3, 4]));
