@@ -4,6 +4,7 @@
 //! counters of freed ones, which a dump can never see. Written on raw libc netlink; no netlink crate.
 //! Only the caller's network namespace is visible, so the sidecar must share the relay's.
 
+mod bpf;
 mod destroy;
 mod dump;
 mod filter;
@@ -13,7 +14,7 @@ mod wire;
 
 // The parser is public so that it can be fuzzed.
 pub use self::{
-    destroy::DestroyListener,
+    destroy::{DestroyFilter, DestroyListener},
     dump::SockDiag,
     filter::{compile_bytecode, PortFilter},
     socket::{TcpSocket, TcpState},
