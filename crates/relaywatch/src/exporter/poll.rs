@@ -100,7 +100,15 @@ impl Exporter {
                 .map_err(|error| tracing::warn!("cannot open sock_diag: {error}"))
                 .ok();
         }
-        let dump = match diag.as_mut().map(sockets::dump) {
+        let peer_ports = peers
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(peer, _)| Some(((peer.local?, peer.remote), peer.direction?)));
+        let filter = self.relay_ports.update(peer_ports, traffic.followed());
+        let dump = match diag
+            .as_mut()
+            .map(|diag| sockets::dump_filtered(diag, &filter))
+        {
             Some(Ok(dump)) => Some(dump),
             Some(Err(error)) => {
                 tracing::warn!("sockets source failed: {error}");
@@ -197,7 +205,7 @@ impl Exporter {
         let mut counted_overruns = 0;
         loop {
             if listener.is_none() {
-                match DestroyListener::open() {
+                match DestroyListener::open_filtered(self.relay_ports.destroy_filter()) {
                     Ok(opened) => {
                         listener = Some(opened);
                         counted_overruns = 0;
