@@ -13,7 +13,7 @@
 //! they are; the netlink header is native-endian, so its fields are loaded byte by byte or
 //! compared with byte-swapped constants.
 
-use super::filter::{ranges, PortFilter, PortRange};
+use super::filter::{ranges, shrink, PortFilter, PortRange};
 use super::wire::SOCK_DIAG_BY_FAMILY;
 
 /// `struct sock_filter` of linux/filter.h.
@@ -77,16 +77,17 @@ enum Op {
 /// sets are widened to fewer ranges (a superset; more events, never fewer).
 pub fn compile(ports: &PortFilter, max_instructions: usize) -> Vec<Instruction> {
     let max_instructions = max_instructions.clamp(64, MAX_INSTRUCTIONS);
-    let mut max_ranges = ports.local.len().max(ports.remote.len());
+    let mut max_ranges = usize::MAX;
     loop {
         let local = ranges(&ports.local, max_ranges);
         let remote = ranges(&ports.remote, max_ranges);
         let program = assemble(&program_ops(&local, &remote));
-        if program.len() <= max_instructions || max_ranges <= 2 {
+        let widest = local.len().max(remote.len());
+        if program.len() <= max_instructions || widest <= 2 {
             // Two ranges per side take a few dozen instructions, so this always fits.
             return program;
         }
-        max_ranges = max_ranges * 9 / 10;
+        max_ranges = shrink(widest, program.len(), max_instructions);
     }
 }
 
