@@ -121,7 +121,7 @@ fn key(local: &str, remote: &str) -> ConnKey {
 }
 
 #[test]
-fn the_dump_filter_holds_the_local_ports_of_listed_and_followed_connections() {
+fn the_filter_is_made_of_fixed_ports_and_covers_every_listed_and_followed_connection() {
     let mut learned = LearnedPorts::default();
     let tor_proxy: SocketAddr = "127.0.0.1:9050".parse().unwrap();
     let peers = [
@@ -130,7 +130,15 @@ fn the_dump_filter_holds_the_local_ports_of_listed_and_followed_connections() {
             Direction::Inbound,
         ),
         (
+            key("10.0.0.1:30303", "198.51.100.8:40002"),
+            Direction::Inbound,
+        ),
+        (
             key("10.0.0.1:41000", "198.51.100.8:30303"),
+            Direction::Outbound,
+        ),
+        (
+            key("10.0.0.1:41001", "198.51.100.9:30311"),
             Direction::Outbound,
         ),
         (
@@ -138,19 +146,19 @@ fn the_dump_filter_holds_the_local_ports_of_listed_and_followed_connections() {
             Direction::Outbound,
         ),
     ];
-    let followed = [key("10.0.0.1:43000", "198.51.100.9:30311")];
-    let (dump, destroy) = filters(peers, &followed, tor_proxy, &mut learned);
-    assert_eq!(dump.local, [30303, 41000, 42000, 43000].into());
-    assert!(dump.remote.is_empty());
-    // The destroy filter adds the permanent ports: listen, SOCKS, dialed peers' ports.
-    assert_eq!(destroy.local, dump.local);
-    assert_eq!(destroy.remote, [9050, 30303].into());
+    // Followed from before the filter existed: covered by nothing learned, so its own port.
+    let followed = [key("10.0.0.1:43000", "198.51.100.10:1234")];
+    let filter = filter(peers, &followed, tor_proxy, &mut learned);
+    assert_eq!(filter.local, [30303, 43000].into());
+    assert_eq!(filter.remote, [9050, 30303, 30311].into());
+    for key in peers.iter().map(|(key, _)| key).chain(&followed) {
+        assert!(filter.matches(key.0.port(), key.1.port()), "{key:?}");
+    }
 
     // Next poll: nobody listed, nothing followed; the learned ports stay.
-    let (dump, destroy) = filters([], &[], tor_proxy, &mut learned);
-    assert!(dump.local.is_empty() && dump.remote.is_empty());
-    assert_eq!(destroy.local, [30303].into());
-    assert_eq!(destroy.remote, [9050, 30303].into());
+    let filter = super::filter([], &[], tor_proxy, &mut learned);
+    assert_eq!(filter.local, [30303].into());
+    assert_eq!(filter.remote, [9050, 30303, 30311].into());
 }
 
 #[test]
@@ -164,21 +172,25 @@ fn learned_ports_are_bounded_and_the_least_recent_go_first() {
             Direction::Outbound,
         )
     };
-    filters([dial(30303)], &[], tor_proxy, &mut learned);
+    filter([dial(30303)], &[], tor_proxy, &mut learned);
     for port in 1..=MAX_DIALED_PORTS as u16 {
-        filters([dial(30303), dial(port)], &[], tor_proxy, &mut learned);
+        filter([dial(30303), dial(port)], &[], tor_proxy, &mut learned);
     }
-    let (_, destroy) = filters([dial(30303)], &[], tor_proxy, &mut learned);
+    let ports = filter([dial(30303)], &[], tor_proxy, &mut learned);
     assert_eq!(
-        destroy.remote.len(),
+        ports.remote.len(),
         MAX_DIALED_PORTS + 1,
         "plus the SOCKS port"
     );
-    assert!(destroy.remote.contains(&30303), "seen at every poll");
+    assert!(ports.remote.contains(&30303), "seen at every poll");
     assert!(
-        !destroy.remote.contains(&1),
+        !ports.remote.contains(&1),
         "the least recently seen is gone"
     );
+    // A followed connection to the forgotten port is still covered, by its local port.
+    let forgotten = key("10.0.0.1:40001", "198.51.100.1:1");
+    let ports = filter([], &[forgotten], tor_proxy, &mut learned);
+    assert!(ports.local.contains(&40001));
 }
 
 /// The race of the module comment, with real sockets and both kernel filters: peers that connect
