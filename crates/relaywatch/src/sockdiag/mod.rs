@@ -22,4 +22,6 @@ pub use self::{
 };
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
