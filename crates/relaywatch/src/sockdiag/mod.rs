@@ -21,6 +21,26 @@ pub use self::{
     wire::{parse_messages, Parsed},
 };
 
+/// Helpers for tests here and in other modules.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// Raises the soft limit on open files to the hard one (tests holding thousands of sockets)
+    /// and returns it.
+    pub fn raise_open_files_limit() -> u64 {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: limit is a valid rlimit to fill, then to set.
+        unsafe {
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+        limit.rlim_cur
+    }
+}
+
 #[cfg(test)]
 mod fuzz;
 #[cfg(test)]

@@ -210,4 +210,6 @@ impl RelayPorts {
 }
 
 #[cfg(test)]
+mod bench;
+#[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::sockdiag::testing::raise_open_files_limit;
 use crate::sockdiag::PortFilter;
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -51,21 +52,6 @@ impl Pair {
         self.server.shutdown(Shutdown::Write).unwrap();
         assert_eq!(self.client.read(&mut [0; 8]).unwrap(), 0);
     }
-}
-
-/// Raises the soft limit on open files to the hard one: the storm below holds 10,000 sockets.
-pub(in crate::sockdiag) fn raise_open_files_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: limit is a valid rlimit to fill, then to set.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-        limit.rlim_cur = limit.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-    }
-    limit.rlim_cur
 }
 
 /// Receives until every tuple of `want` has an event (at most DEADLINE), then for `grace`
