@@ -11,6 +11,11 @@ use super::socket::{TcpSocket, TcpState};
 pub const NETLINK_SOCK_DIAG: i32 = 4;
 /// `SOCK_DIAG_BY_FAMILY` from linux/sock_diag.h: the type of requests, replies and destroy events.
 pub const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// `TCPDIAG_GETSOCK` from linux/inet_diag.h: the older request, still served, whose dumps cover
+/// both address families in one walk of the socket hash table; replies carry this type.
+const TCPDIAG_GETSOCK: u16 = 18;
+/// `sizeof(struct inet_diag_req)`, the older request's body.
+const INET_DIAG_REQ_LEN: usize = 60;
 /// `SKNLGRP_INET_TCP_DESTROY` and `SKNLGRP_INET6_TCP_DESTROY` from linux/sock_diag.h.
 pub const SKNLGRP_INET_TCP_DESTROY: u32 = 1;
 pub const SKNLGRP_INET6_TCP_DESTROY: u32 = 3;
@@ -84,6 +89,36 @@ const INET_DIAG_REQ_BYTECODE: u16 = 1;
 /// attached, so that the kernel sends only the sockets the program selects.
 pub fn encode_filtered_dump_request(family: u8, seq: u32, bytecode: &[u8]) -> Vec<u8> {
     let mut out = encode_dump_request(family, seq).to_vec();
+    append_bytecode(&mut out, bytecode);
+    out
+}
+
+/// A dump request for the TCP sockets of both families at once (`TCPDIAG_GETSOCK` with
+/// `struct inet_diag_req`, which the kernel serves with family AF_UNSPEC): the same states,
+/// tcp_info and optional filter program as [`encode_dump_request`]. The kernel walks its whole
+/// socket hash table once per request, empty buckets included (262,144 here: 2.3 ms), so one
+/// request instead of two halves the cost of a dump.
+pub fn encode_dump_request_both_families(seq: u32, bytecode: Option<&[u8]>) -> Vec<u8> {
+    let mut out = vec![0u8; NLMSG_HDRLEN + INET_DIAG_REQ_LEN];
+    out[4..6].copy_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes());
+    out[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    out[8..12].copy_from_slice(&seq.to_ne_bytes());
+    // struct inet_diag_req: family 0 (AF_UNSPEC), src_len, dst_len, ext, the sockid (48 bytes,
+    // ignored by a dump), states, dbs.
+    let req = &mut out[NLMSG_HDRLEN..];
+    req[3] = 1 << (INET_DIAG_INFO - 1);
+    req[52..56].copy_from_slice(&DUMPED_STATES.to_ne_bytes());
+    match bytecode {
+        Some(bytecode) => append_bytecode(&mut out, bytecode),
+        None => {
+            out[0..4].copy_from_slice(&((NLMSG_HDRLEN + INET_DIAG_REQ_LEN) as u32).to_ne_bytes())
+        }
+    }
+    out
+}
+
+/// Appends an `INET_DIAG_REQ_BYTECODE` attribute and sets `nlmsg_len`.
+fn append_bytecode(out: &mut Vec<u8>, bytecode: &[u8]) {
     let attribute_len = RTA_HDRLEN + bytecode.len();
     // The caller keeps programs within filter::MAX_BYTECODE; a longer one gets a length the
     // kernel refuses (EINVAL) rather than a truncated, different program.
@@ -93,7 +128,6 @@ pub fn encode_filtered_dump_request(family: u8, seq: u32, bytecode: &[u8]) -> Ve
     out.resize(align4(out.len()), 0);
     let total = u32::try_from(out.len()).unwrap_or(u32::MAX);
     out[0..4].copy_from_slice(&total.to_ne_bytes());
-    out
 }
 
 /// What one datagram (or any byte buffer) of netlink messages held.
@@ -154,7 +188,7 @@ pub fn parse_messages(buf: &[u8], seq: Option<u32>) -> Parsed {
                     parsed.error = Some(read_i32(payload, 0).saturating_neg());
                 }
             }
-            SOCK_DIAG_BY_FAMILY => match parse_socket(payload) {
+            SOCK_DIAG_BY_FAMILY | TCPDIAG_GETSOCK => match parse_socket(payload) {
                 Some((socket, attributes_ok)) => {
                     if !attributes_ok {
                         parsed.malformed += 1;

@@ -30,6 +30,37 @@ fn filtered_request_carries_the_program_as_an_attribute() {
 }
 
 #[test]
+fn both_families_request_matches_the_uapi_layout() {
+    let req = encode_dump_request_both_families(5, None);
+    assert_eq!(req.len(), 16 + 60);
+    assert_eq!(read_u32(&req, 0), 76);
+    assert_eq!((read_u16(&req, 4), read_u16(&req, 6)), (18, 0x301));
+    assert_eq!(read_u32(&req, 8), 5);
+    // Family AF_UNSPEC, src/dst lengths 0, tcp_info asked for; states after the 48-byte sockid.
+    assert_eq!(&req[16..20], &[0, 0, 0, 2]);
+    assert_eq!(read_u32(&req, 16 + 52), 0b1011_1011_0110);
+    assert_eq!(read_u32(&req, 16 + 56), 0);
+    let program = [1u8, 4, 8, 0];
+    let filtered = encode_dump_request_both_families(5, Some(&program));
+    assert_eq!(read_u32(&filtered, 0), 84);
+    assert_eq!(&filtered[4..76], &req[4..76]);
+    assert_eq!((read_u16(&filtered, 76), read_u16(&filtered, 78)), (8, 1));
+    assert_eq!(&filtered[80..], &program);
+}
+
+/// Replies to the both-families request carry its type, TCPDIAG_GETSOCK.
+#[test]
+fn replies_of_the_both_families_request_are_sockets_too() {
+    let mut buf = socket_message(3, true, FULL, [1, 2, 3, 4]);
+    buf[4..6].copy_from_slice(&18u16.to_ne_bytes());
+    let parsed = parse_messages(&buf, Some(3));
+    assert_eq!(
+        (parsed.sockets.len(), parsed.skipped, parsed.malformed),
+        (1, 0, 0)
+    );
+}
+
+#[test]
 fn decodes_ipv4_and_ipv6_sockets_then_done() {
     let mut buf = socket_message(5, false, FULL, [1001, 501, 1000, 0]);
     buf.extend(socket_message(5, true, FULL, [1, 2, 3, 4]));
