@@ -100,6 +100,12 @@ impl SockDiag {
         Ok(sockets)
     }
 
+    /// Whether the last dumps asked for both families in one request.
+    #[cfg(test)]
+    pub(crate) fn one_walk(&self) -> bool {
+        self.one_walk
+    }
+
     /// Forgets that one request served both families, as on a kernel that refuses it (tests,
     /// and the benchmark's "before").
     #[cfg(test)]

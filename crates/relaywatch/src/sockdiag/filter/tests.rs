@@ -175,6 +175,11 @@ fn kernel_selects_exactly(n_connections: usize, extra_ports: usize, one_walk: bo
         diag.dump_per_family_only();
     }
     let dumped = diag.dump_filtered(&filter).expect("filtered dump");
+    assert_eq!(
+        diag.one_walk(),
+        one_walk,
+        "the kernel serves the one-walk request"
+    );
     for socket in &dumped {
         assert!(
             selects(socket.local, socket.remote),
