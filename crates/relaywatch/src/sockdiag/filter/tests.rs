@@ -214,8 +214,9 @@ fn kernel_selects_exactly(n_connections: usize, extra_ports: usize, one_walk: bo
     );
     assert!(missing.is_empty(), "selected but not dumped: {missing:?}");
     assert!(extra.is_empty(), "dumped but not selected: {extra:?}");
+    // A widened program may cover all of ours, depending on where the kernel put the ports.
     assert!(
-        !want.is_empty() && !unwanted.is_empty(),
+        !want.is_empty() && (!unwanted.is_empty() || !is_exact(&filter)),
         "premise: both kinds"
     );
     drop(streams);
