@@ -24,7 +24,7 @@ use crate::cli::{ExporterArgs, Mode};
 use crate::leak_guard::LeakGuard;
 use crate::sources::relay::RelayClient;
 use crate::sources::tor::{TorControlConfig, TorState};
-use crate::sources::{tor, Health, Source};
+use crate::sources::{sockets, tor, Health, Source};
 use crate::traffic::{Totals, Traffic};
 
 use remover::RemovalQueue;
@@ -80,6 +80,8 @@ pub struct Exporter {
     ready: AtomicBool,
     tor_control: Option<TorControlConfig>,
     tor_state: Arc<Mutex<TorState>>,
+    /// The relay's ports: the kernel shows us only those sockets and their destroy events.
+    relay_ports: sockets::RelayPorts,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -93,6 +95,7 @@ impl Exporter {
         Arc::new(Exporter {
             tor_control,
             tor_state: Arc::new(Mutex::new(TorState::default())),
+            relay_ports: sockets::RelayPorts::new(args.tor_proxy),
             mode: args.mode,
             enforce: args.enforce && args.mode == Mode::OnlyOnion,
             tor: args.tor_endpoints(),

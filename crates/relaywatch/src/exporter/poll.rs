@@ -108,7 +108,15 @@ impl Exporter {
                 })
                 .ok();
         }
-        let dump = match diag.as_mut().map(sockets::dump) {
+        let peer_ports = peers
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(peer, _)| Some(((peer.local?, peer.remote), peer.direction?)));
+        let filter = self.relay_ports.update(peer_ports, traffic.followed());
+        let dump = match diag
+            .as_mut()
+            .map(|diag| sockets::dump_filtered(diag, &filter))
+        {
             Some(Ok(dump)) => Some(dump),
             Some(Err(error)) => {
                 // Once per outage; every failed poll shows in relaywatch_source_up.
@@ -212,7 +220,7 @@ impl Exporter {
         let mut counted_overruns = 0;
         loop {
             if listener.is_none() {
-                match DestroyListener::open() {
+                match DestroyListener::open_filtered(self.relay_ports.destroy_filter()) {
                     Ok(opened) => {
                         listener = Some(opened);
                         counted_overruns = 0;
