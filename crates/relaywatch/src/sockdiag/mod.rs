@@ -39,6 +39,19 @@ pub(crate) mod testing {
         }
         limit.rlim_cur
     }
+
+    /// A deterministic spread of ports from `seed` (xorshift): thousands of ports, cheaply.
+    pub fn spread(n: usize, seed: u64) -> Vec<u16> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u16
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

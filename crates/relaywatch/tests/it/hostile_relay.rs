@@ -160,6 +160,14 @@ fn environment_proxies_are_ignored() {
     assert!(proxy.accept().is_err(), "the exporter connected to the environment's proxy");
 }
 
+/// A pipe: (read end, write end).
+fn pipe() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe() fills two new descriptors, each owned exactly once here.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
 /// `eprintln!` panicked on EPIPE and killed the poller at its next log line, while /healthz
 /// stayed green and leaks were counted but never removed again.
 #[test]
@@ -168,10 +176,7 @@ fn a_closed_stderr_does_not_stop_the_guard() {
     let handler: Arc<Handler> = Arc::new(move |_| Some(format!(r#""result":[{}]"#, leak(1))));
     let relay = FakeRelay::start(SocketAddr::new(ip, 0), handler);
     let listen = SocketAddr::new(ip, lab::tornet::free_port().unwrap());
-    let mut fds = [0; 2];
-    // SAFETY: pipe() fills two new descriptors, each owned exactly once below.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read_end, write_end) = pipe();
     drop(read_end); // every write to stderr now fails with EPIPE
     let mut command = exporter_command(&relay, listen);
     command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(write_end));
@@ -197,12 +202,9 @@ fn a_stalled_stderr_does_not_stop_the_guard() {
     let handler: Arc<Handler> = Arc::new(move |_| Some(format!(r#""result":[{}]"#, leak(1))));
     let relay = FakeRelay::start(SocketAddr::new(ip, 0), handler);
     let listen = SocketAddr::new(ip, lab::tornet::free_port().unwrap());
-    let mut fds = [0; 2];
-    // SAFETY: pipe() fills two new descriptors, each owned exactly once below.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read_end, write_end) = pipe();
     // SAFETY: fcntl on a descriptor we own.
-    unsafe { libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 4096) };
+    unsafe { libc::fcntl(write_end.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
     let mut command = exporter_command(&relay, listen);
     command.args(["--log-level", "debug"]);
     command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(write_end));

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use super::vm::{check, run};
 use super::*;
+use crate::sockdiag::testing::spread;
 use crate::sockdiag::wire::build;
 
 fn filter(local: &[u16], remote: &[u16]) -> PortFilter {
@@ -29,17 +30,6 @@ fn kept(program: &[Instruction], packet: &[u8]) -> bool {
     }
 }
 
-fn spread(n: usize, seed: u64) -> Vec<u16> {
-    let mut x = seed;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u16
-        })
-        .collect()
-}
 
 /// Every local port (remote fixed) and every remote port (local fixed), IPv4 and IPv6.
 fn check_exact(ports: &PortFilter, program: &[Instruction]) {

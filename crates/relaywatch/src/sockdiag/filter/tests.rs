@@ -5,6 +5,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 
 use super::kernel::{audit, run};
 use super::*;
+use crate::sockdiag::testing::spread;
 use crate::sockdiag::SockDiag;
 
 fn filter(local: &[u16], remote: &[u16]) -> PortFilter {
@@ -28,18 +29,6 @@ fn check_exact(filter: &PortFilter, program: &[u8]) {
     }
 }
 
-/// A deterministic spread of ports.
-fn spread(n: usize, seed: u64) -> Vec<u16> {
-    let mut x = seed;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u16
-        })
-        .collect()
-}
 
 #[test]
 fn ranges_merge_neighbours_and_coarsen_across_the_smallest_gaps() {
