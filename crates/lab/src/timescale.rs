@@ -172,8 +172,7 @@ pub fn scale_rules(yaml: &str, factor: u32) -> Result<String> {
     if factor == 0 {
         bail!("time scale factor must be at least 1");
     }
-    let mut file: Value =
-        serde_norway::from_str(yaml).context("rule file: not valid YAML")?;
+    let mut file: Value = serde_norway::from_str(yaml).context("rule file: not valid YAML")?;
     let groups = file
         .get_mut("groups")
         .and_then(Value::as_sequence_mut)
@@ -192,9 +191,9 @@ pub fn scale_rules(yaml: &str, factor: u32) -> Result<String> {
             continue;
         };
         for (position, rule) in rules.iter_mut().enumerate() {
-            let rule = rule.as_mapping_mut().with_context(|| {
-                format!("group {group_name}: rule {position} is not a mapping")
-            })?;
+            let rule = rule
+                .as_mapping_mut()
+                .with_context(|| format!("group {group_name}: rule {position} is not a mapping"))?;
             let rule_name = ["alert", "record"]
                 .iter()
                 .find_map(|key| rule.get(*key).and_then(Value::as_str))

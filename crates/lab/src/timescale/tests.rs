@@ -39,15 +39,24 @@ fn scale_duration_table() {
 
 #[test]
 fn scale_duration_rejects_what_prometheus_rejects() {
-    for bad in ["", "5", "m", "5x", "1m1h", "5m5m", "-5m", "1.5m", " 5m", "5m "] {
-        assert!(scale_duration(bad, 20).is_err(), "{bad:?} should be rejected");
+    for bad in [
+        "", "5", "m", "5x", "1m1h", "5m5m", "-5m", "1.5m", " 5m", "5m ",
+    ] {
+        assert!(
+            scale_duration(bad, 20).is_err(),
+            "{bad:?} should be rejected"
+        );
     }
     assert!(scale_duration("5m", 0).is_err(), "factor 0");
 }
 
 #[test]
 fn parse_and_format_round_trip() {
-    for (text, ms) in [("1h30m", 5_400_000), ("90s", 90_000), ("1d2h3m4s5ms", 93_784_005)] {
+    for (text, ms) in [
+        ("1h30m", 5_400_000),
+        ("90s", 90_000),
+        ("1d2h3m4s5ms", 93_784_005),
+    ] {
         assert_eq!(parse_duration(text).ok(), Some(ms), "{text}");
     }
     for ms in [1, 999, 1_000, 61_001, 5_400_000, 93_784_005, 31_536_000_000] {
@@ -59,14 +68,26 @@ fn parse_and_format_round_trip() {
 fn scale_expr_table() {
     let table = [
         ("rate(x[5m])", "rate(x[15s])"),
-        ("increase(x{job=\"relaywatch\"}[15m]) > 0", "increase(x{job=\"relaywatch\"}[45s]) > 0"),
-        ("max_over_time(rate(x[5m])[10m:1m])", "max_over_time(rate(x[15s])[30s:3s])"),
+        (
+            "increase(x{job=\"relaywatch\"}[15m]) > 0",
+            "increase(x{job=\"relaywatch\"}[45s]) > 0",
+        ),
+        (
+            "max_over_time(rate(x[5m])[10m:1m])",
+            "max_over_time(rate(x[15s])[30s:3s])",
+        ),
         ("max_over_time(x[10m:])", "max_over_time(x[30s:])"),
         ("x offset 15m", "x offset 45s"),
         ("x offset -5m", "x offset -15s"),
         ("rate(x[5m] offset -1h)", "rate(x[15s] offset -3m)"),
-        ("last_over_time(x[1d] offset 15m)", "last_over_time(x[1h12m] offset 45s)"),
-        ("sum(x offset 1h30m) by (pod)", "sum(x offset 4m30s) by (pod)"),
+        (
+            "last_over_time(x[1d] offset 15m)",
+            "last_over_time(x[1h12m] offset 45s)",
+        ),
+        (
+            "sum(x offset 1h30m) by (pod)",
+            "sum(x offset 4m30s) by (pod)",
+        ),
         ("rate(x[90s])", "rate(x[4s500ms])"),
         ("rate(x[1h30m])", "rate(x[4m30s])"),
         // The floor applies inside expressions too.
@@ -88,7 +109,10 @@ fn scale_expr_table() {
         // Numbers that stand for time are not durations: kept (documented).
         ("x > time() - 15 * 60", "x > time() - 15 * 60"),
         // Layout survives: only a duration's own bytes are replaced.
-        ("(\n  1 - increase(a[2m])\n    / increase(b[2m])\n) > 0.5\n", "(\n  1 - increase(a[6s])\n    / increase(b[6s])\n) > 0.5\n"),
+        (
+            "(\n  1 - increase(a[2m])\n    / increase(b[2m])\n) > 0.5\n",
+            "(\n  1 - increase(a[6s])\n    / increase(b[6s])\n) > 0.5\n",
+        ),
     ];
     for (input, expected) in table {
         let got = scale_expr(input, 20);
@@ -100,7 +124,13 @@ fn scale_expr_table() {
 
 #[test]
 fn scale_expr_refuses_durations_it_cannot_scale() {
-    for bad in ["x[300]", "x[5m:60]", "x offset 60", "x offset -60", "rate(x[5m"] {
+    for bad in [
+        "x[300]",
+        "x[5m:60]",
+        "x offset 60",
+        "x offset -60",
+        "rate(x[5m",
+    ] {
         assert!(scale_expr(bad, 20).is_err(), "{bad:?} should be refused");
     }
 }
@@ -133,9 +163,15 @@ fn scale_rules_scales_durations_and_nothing_else() {
     let group = &value["groups"][0];
     assert_eq!(group["interval"].as_str(), Some("3s"));
     assert_eq!(group["query_offset"].as_str(), Some("1s500ms"));
-    assert_eq!(group["rules"][0]["expr"].as_str(), Some("sum(rate(x[15s]))"));
+    assert_eq!(
+        group["rules"][0]["expr"].as_str(),
+        Some("sum(rate(x[15s]))")
+    );
     let alert = &group["rules"][1];
-    assert_eq!(alert["expr"].as_str(), Some("increase(y{path=\"[5m]\"}[45s]) > 0\n"));
+    assert_eq!(
+        alert["expr"].as_str(),
+        Some("increase(y{path=\"[5m]\"}[45s]) > 0\n")
+    );
     assert_eq!(alert["for"].as_str(), Some("30s"));
     assert_eq!(alert["keep_firing_for"].as_str(), Some("4m30s"));
     // Labels and annotations are text for humans and routing, not timing.
@@ -164,7 +200,8 @@ fn scale_rules_names_the_bad_rule() {
 }
 
 fn real_rules() -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/rules/gethrelay.rules.yaml");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/rules/gethrelay.rules.yaml");
     std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }
 
@@ -174,9 +211,18 @@ fn for_durations(yaml: &str) -> Vec<(String, usize, u64)> {
     let mut found = Vec::new();
     for group in file["groups"].as_sequence().expect("groups") {
         let name = group["name"].as_str().expect("group name").to_string();
-        for (index, rule) in group["rules"].as_sequence().expect("rules").iter().enumerate() {
+        for (index, rule) in group["rules"]
+            .as_sequence()
+            .expect("rules")
+            .iter()
+            .enumerate()
+        {
             if let Some(text) = rule.get("for").and_then(Value::as_str) {
-                found.push((name.clone(), index, parse_duration(text).expect("for parses")));
+                found.push((
+                    name.clone(),
+                    index,
+                    parse_duration(text).expect("for parses"),
+                ));
             }
         }
     }
@@ -190,14 +236,29 @@ fn real_rule_file_scaled_by_20() {
 
     let before = for_durations(&source);
     let after = for_durations(&scaled);
-    assert!(before.len() >= 10, "expected the real file's alerts, found {before:?}");
-    let expected: Vec<_> = before.iter().map(|(g, i, ms)| (g.clone(), *i, ms / 20)).collect();
-    assert!(before.iter().all(|(_, _, ms)| ms % 20 == 0), "production for: values divide by 20");
+    assert!(
+        before.len() >= 10,
+        "expected the real file's alerts, found {before:?}"
+    );
+    let expected: Vec<_> = before
+        .iter()
+        .map(|(g, i, ms)| (g.clone(), *i, ms / 20))
+        .collect();
+    assert!(
+        before.iter().all(|(_, _, ms)| ms % 20 == 0),
+        "production for: values divide by 20"
+    );
     assert_eq!(after, expected);
 
     // The leak rule's windows: [15m] → [45s], [1d] offset 15m → [1h12m] offset 45s.
-    assert!(scaled.contains("[45s]") && scaled.contains("[1h12m] offset 45s"), "{scaled}");
-    assert!(!scaled.contains("[15m]"), "an unscaled range is left: {scaled}");
+    assert!(
+        scaled.contains("[45s]") && scaled.contains("[1h12m] offset 45s"),
+        "{scaled}"
+    );
+    assert!(
+        !scaled.contains("[15m]"),
+        "an unscaled range is left: {scaled}"
+    );
 
     promtool_check(&scaled);
 }
@@ -207,13 +268,20 @@ fn promtool_check(rules: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("scaled.rules.yaml");
     std::fs::write(&path, rules).expect("write scaled rules");
-    let output = match Command::new("promtool").arg("check").arg("rules").arg(&path).output() {
+    let output = match Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .arg(&path)
+        .output()
+    {
         Ok(output) => output,
         Err(error) if std::env::var_os("CI").is_some() => {
             panic!("promtool: {error} (CI is set, so this test may not be skipped)")
         }
         Err(error) => {
-            eprintln!("skipped: promtool check rules: {error}; Debian's `prometheus` package has it");
+            eprintln!(
+                "skipped: promtool check rules: {error}; Debian's `prometheus` package has it"
+            );
             return;
         }
     };
