@@ -9,6 +9,7 @@ pub mod process;
 pub mod relays;
 pub mod rpc;
 pub mod signals;
+pub mod timescale;
 pub mod tornet;
 
 use std::path::PathBuf;

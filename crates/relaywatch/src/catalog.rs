@@ -191,7 +191,7 @@ pub const DESTROY_OVERRUNS: Metric = metric(
 pub const RELAY_UNPARSED_PEERS: Metric = metric(
     "relaywatch_relay_unparsed_peers_total",
     Kind::Counter,
-    "admin_peers entries that could not be classified (malformed or missing addresses), counted once per poll they appear in.",
+    "admin_peers entries with a missing or malformed field, counted at every poll they appear in; what they hold that can be classified still is.",
     &[],
 );
 pub const LEAK_REMOVALS_PENDING: Metric = metric(
@@ -205,6 +205,12 @@ pub const WORKERS_UP: Metric = metric(
     Kind::Gauge,
     "1 while the worker thread runs; a worker that stopped makes /healthz fail and the process exit.",
     &["worker"],
+);
+pub const LOG_LINES_DROPPED: Metric = metric(
+    "relaywatch_log_lines_dropped_total",
+    Kind::Counter,
+    "Log lines dropped because stderr did not keep up (logging never blocks a worker).",
+    &[],
 );
 pub const PROCESS_START_TIME: Metric = metric(
     "process_start_time_seconds",
@@ -248,6 +254,7 @@ pub const ALL: &[Metric] = &[
     SOURCE_LAST_SUCCESS,
     SOURCE_POLL_DURATION,
     WORKERS_UP,
+    LOG_LINES_DROPPED,
     PROCESS_START_TIME,
     BUILD_INFO,
 ];

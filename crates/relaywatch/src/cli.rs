@@ -88,6 +88,10 @@ pub struct ExporterArgs {
     #[arg(long, env = "RELAYWATCH_TOR_PASSWORD_FILE")]
     pub tor_password_file: Option<std::path::PathBuf>,
 
+    /// DANGEROUS: when tor offers no SAFECOOKIE, send the --tor-cookie file in clear (plain COOKIE).
+    #[arg(long, env = "RELAYWATCH_TOR_ALLOW_PLAIN_COOKIE")]
+    pub tor_allow_plain_cookie: bool,
+
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, env = "RELAYWATCH_LISTEN", default_value = "0.0.0.0:9476")]
     pub listen: SocketAddr,
@@ -207,6 +211,7 @@ impl ExporterArgs {
             address,
             cookie_file: self.tor_cookie.clone(),
             password_file: self.tor_password_file.clone(),
+            allow_plain_cookie: self.tor_allow_plain_cookie,
             poll_interval: self.poll_interval,
         }))
     }

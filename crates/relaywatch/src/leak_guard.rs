@@ -6,6 +6,7 @@
 //! This is the only place where the sidecar writes to the relay.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 
 use crate::traffic::ConnKey;
 
@@ -21,8 +22,9 @@ pub struct Leak {
 
 #[derive(Debug, Default)]
 pub struct LeakGuard {
-    /// Connections already counted, kept while they are listed.
-    seen: HashSet<(String, ConnKey)>,
+    /// Connections already counted, kept while they are listed: node ID and remote address
+    /// (not the local address, which a malformed entry may omit on one poll and not the next).
+    seen: HashSet<(String, SocketAddr)>,
     pub leaks_total: u64,
     pub removals_ok: u64,
     pub removals_failed: u64,
@@ -30,21 +32,20 @@ pub struct LeakGuard {
 
 impl LeakGuard {
     /// Takes the clearnet peers listed now; returns every one of them, marking the new ones.
+    /// A connection listed twice in one reply is one leak.
     pub fn observe(&mut self, clearnet_peers: Vec<(String, String, ConnKey)>) -> Vec<Leak> {
-        let listed: HashSet<(String, ConnKey)> = clearnet_peers
-            .iter()
-            .map(|(id, _, key)| (id.clone(), *key))
-            .collect();
+        let mut listed: HashSet<(String, SocketAddr)> = HashSet::new();
         let leaks = clearnet_peers
             .into_iter()
-            .map(|(id, enode, key)| {
-                let new = !self.seen.contains(&(id.clone(), key));
-                Leak {
+            .filter_map(|(id, enode, key)| {
+                let identity = (id.clone(), key.1);
+                let new = !self.seen.contains(&identity);
+                listed.insert(identity).then_some(Leak {
                     id,
                     enode,
                     key,
                     new,
-                }
+                })
             })
             .collect::<Vec<_>>();
         self.leaks_total += leaks.iter().filter(|leak| leak.new).count() as u64;
@@ -80,5 +81,20 @@ mod tests {
         guard.observe(vec![]);
         guard.observe(vec![peer("a", 1001)]);
         assert_eq!(guard.leaks_total, 3);
+    }
+
+    #[test]
+    fn duplicates_and_a_flickering_local_address_count_once() {
+        let mut guard = LeakGuard::default();
+        let listed = guard.observe(vec![peer("a", 1000), peer("a", 1000), peer("a", 1000)]);
+        assert_eq!(listed.len(), 1);
+        assert_eq!(guard.leaks_total, 1);
+        let (id, enode, (_, remote)) = peer("a", 1000);
+        let unknown_local = "0.0.0.0:0".parse().unwrap();
+        for _ in 0..5 {
+            guard.observe(vec![(id.clone(), enode.clone(), (unknown_local, remote))]);
+            guard.observe(vec![peer("a", 1000)]);
+        }
+        assert_eq!(guard.leaks_total, 1);
     }
 }

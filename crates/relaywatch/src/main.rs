@@ -63,6 +63,7 @@ fn run_exporter(args: ExporterArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let serving = listener.local_addr().unwrap_or(args.listen);
     let exporter = exporter::Exporter::new(&args, tor_control);
     if let Err(error) = exporter.start() {
         tracing::error!("cannot start a worker thread: {error}");
@@ -81,7 +82,7 @@ fn run_exporter(args: ExporterArgs) -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         mode_name(args.mode),
         guard_description(&args),
-        args.listen
+        serving
     );
     let code = runtime.block_on(async move {
         let server = http::serve(listener, http::router(exporter), http::Limits::default());

@@ -32,9 +32,20 @@ fn fixture_lines() -> Vec<String> {
         .collect()
 }
 
+/// `name` from the environment, or `default`.
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
 fn main() {
     let lines = fixture_lines();
-    let rounds = 1_000_000 / lines.len() + 1;
+    // TORCTL_BENCH_EVENTS / TORCTL_BENCH_RUNS shrink the run, e.g. under callgrind.
+    let events = env_or("TORCTL_BENCH_EVENTS", 1_000_000);
+    let runs = env_or("TORCTL_BENCH_RUNS", 3);
+    let rounds = events / lines.len() + 1;
     let mut bytes = Vec::new();
     for _ in 0..rounds {
         for line in &lines {
@@ -50,7 +61,7 @@ fn main() {
         bytes.len() / events_expected as usize
     );
 
-    for run in 0..3 {
+    for run in 0..runs {
         // Framing + parsing only.
         let started = Instant::now();
         let mut buffer = LineBuffer::new();

@@ -58,12 +58,14 @@ fn messages(fixture: &Fixture) -> Vec<(Duration, Message)> {
     out
 }
 
-/// Feeds one fixture into `tracker`, starting at `t0`; returns the parsed events.
-fn replay(tracker: &mut DialTracker, name: &str, t0: Instant) -> Vec<Event> {
+/// Feeds one fixture into `tracker`, starting at `t0`; returns the parsed events (which
+/// borrow from their messages, leaked here so the events can be returned).
+fn replay(tracker: &mut DialTracker, name: &str, t0: Instant) -> Vec<Event<'static>> {
     let fixture = fixture(name);
     let mut events = Vec::new();
     for (at, message) in messages(&fixture) {
-        if let Some(event) = parse_event(&message) {
+        let message: &'static Message = Box::leak(Box::new(message));
+        if let Some(event) = parse_event(message) {
             assert!(
                 !matches!(event, Event::Malformed { .. }),
                 "{event:?} in {name}"

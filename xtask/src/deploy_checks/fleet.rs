@@ -1,11 +1,20 @@
 //! The rendered bundle's contract: fleet shape, gethrelay flags per mode, the exporter's wiring,
-//! the scrape labels the rules rely on, selectors for kube-prometheus-stack, NetworkPolicies.
+//! the scrape labels the rules rely on, selectors for kube-prometheus-stack, NetworkPolicies;
+//! and the alert rules' copy of the fleet shape against the kustomization that deploys it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value as Json;
+use serde_norway::Value;
 
 use super::kustomize::{name, of_kind, strings};
+use super::rules::Rule;
+use super::{get, get_str, seq};
+
+/// The recording rule that tells the alerts how many relays each mode should have.
+pub const EXPECTED_PODS: &str = "gethrelay:expected_pods";
+/// Where the fleet is sized (`namespace:` and `replicas:`).
+pub const KUSTOMIZATION_FILE: &str = "deploy/kustomize/kustomization.yaml";
 
 /// The fleet's shape (contract): StatefulSet name → replicas.
 pub const FLEET: &[(&str, &str, u64)] = &[
@@ -219,4 +228,97 @@ pub fn check_contract(objects: &[Json]) -> Vec<String> {
         problems.push(format!("{dashboards} dashboard ConfigMaps labelled grafana_dashboard=1, want one per deploy/dashboards/*.json"));
     }
     problems
+}
+
+/// The rules' copy of the fleet's shape (`gethrelay:expected_pods`, one `vector(<count>)` per
+/// mode, labelled with mode and namespace) against `namespace:` and `replicas:` of the
+/// kustomization, so the alerts expect exactly the relays the bundle deploys. The copy exists
+/// because the cluster's own replicas are what an accidental scale-down changes.
+pub fn check_expected_pods(rules: &[Rule], kustomization: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let namespace = get_str(kustomization, "namespace").unwrap_or_default();
+    let deployed: BTreeMap<String, u64> = seq(get(kustomization, "replicas"))
+        .iter()
+        .filter_map(|entry| {
+            let mode = get_str(entry, "name")?.strip_prefix("gethrelay-")?;
+            Some((mode.to_string(), get(entry, "count")?.as_u64()?))
+        })
+        .collect();
+    let mut expected = BTreeMap::new();
+    for rule in rules
+        .iter()
+        .filter(|rule| rule.record.as_deref() == Some(EXPECTED_PODS))
+    {
+        let mode = rule.labels.get("mode").cloned().unwrap_or_default();
+        let count = rule
+            .expr
+            .trim()
+            .strip_prefix("vector(")
+            .and_then(|rest| rest.strip_suffix(')'))
+            .and_then(|number| number.trim().parse::<u64>().ok());
+        let Some(count) = count else {
+            problems.push(format!(
+                "{EXPECTED_PODS}{{mode={mode:?}}}: expr must be vector(<count>), not `{}`",
+                rule.expr.trim()
+            ));
+            continue;
+        };
+        if rule.labels.get("namespace").map(String::as_str) != Some(namespace) {
+            problems.push(format!(
+                "{EXPECTED_PODS}{{mode={mode:?}}}: label namespace must be {namespace:?}, the kustomization's"
+            ));
+        }
+        if expected.insert(mode.clone(), count).is_some() {
+            problems.push(format!("{EXPECTED_PODS}{{mode={mode:?}}}: defined twice"));
+        }
+    }
+    if expected != deployed {
+        problems.push(format!(
+            "{EXPECTED_PODS} in {} says {expected:?}, {KUSTOMIZATION_FILE} deploys {deployed:?}: change both together",
+            super::RULES_FILE
+        ));
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kustomization() -> Value {
+        super::super::read_yaml(KUSTOMIZATION_FILE).unwrap()
+    }
+
+    #[test]
+    fn expected_pods_match_the_kustomization() {
+        let rules = super::super::rules::rules().unwrap();
+        let problems = check_expected_pods(&rules, &kustomization());
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn a_copy_that_differs_from_the_kustomization_is_reported() {
+        let rules = super::super::rules::rules().unwrap();
+        let mut scaled = rules.clone();
+        for rule in &mut scaled {
+            if rule.record.as_deref() == Some(EXPECTED_PODS)
+                && rule.labels.get("mode").map(String::as_str) == Some("prefer-tor")
+            {
+                rule.expr = "vector(3)".to_string();
+                rule.labels.insert("namespace".into(), "elsewhere".into());
+            }
+        }
+        let problems = check_expected_pods(&scaled, &kustomization());
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].contains("namespace must be \"gethrelay\""),
+            "{problems:?}"
+        );
+        assert!(problems[1].contains("\"prefer-tor\": 3"), "{problems:?}");
+        let none: Vec<Rule> = rules
+            .into_iter()
+            .filter(|rule| rule.record.as_deref() != Some(EXPECTED_PODS))
+            .collect();
+        assert_eq!(check_expected_pods(&none, &kustomization()).len(), 1);
+    }
 }

@@ -27,11 +27,15 @@ pub const GETHRELAY: &[&str] = &[
     "p2p_serves_success",
 ];
 
-/// Series of Prometheus itself and of kube-state-metrics (shipped by kube-prometheus-stack).
+/// Series of Prometheus itself and of kube-state-metrics (shipped by kube-prometheus-stack,
+/// which scrapes it with honorLabels, so `namespace` and `pod` are the object's).
 pub const PLATFORM: &[&str] = &[
     "up",
     "kube_statefulset_replicas",
+    "kube_statefulset_status_replicas",
     "kube_statefulset_status_replicas_ready",
+    "kube_pod_info",
+    "kube_pod_status_ready",
 ];
 
 /// The exposed names of `crates/relaywatch/src/catalog.rs`: every `metric("name", …)` entry.

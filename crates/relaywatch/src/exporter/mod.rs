@@ -24,7 +24,7 @@ use crate::cli::{ExporterArgs, Mode};
 use crate::leak_guard::LeakGuard;
 use crate::sources::relay::RelayClient;
 use crate::sources::tor::{TorControlConfig, TorState};
-use crate::sources::{tor, Health, Source};
+use crate::sources::{sockets, tor, Health, Source};
 use crate::traffic::{Totals, Traffic};
 
 use remover::RemovalQueue;
@@ -74,10 +74,14 @@ pub struct Exporter {
     guard: Mutex<LeakGuard>,
     published: Mutex<Published>,
     removals: RemovalQueue,
+    removal_warned_at: Mutex<Option<std::time::Instant>>,
+    removal_failures_unlogged: std::sync::atomic::AtomicU64,
     workers: Arc<Workers>,
     ready: AtomicBool,
     tor_control: Option<TorControlConfig>,
     tor_state: Arc<Mutex<TorState>>,
+    /// The relay's ports: the kernel shows us only those sockets and their destroy events.
+    relay_ports: sockets::RelayPorts,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -91,6 +95,7 @@ impl Exporter {
         Arc::new(Exporter {
             tor_control,
             tor_state: Arc::new(Mutex::new(TorState::default())),
+            relay_ports: sockets::RelayPorts::new(args.tor_proxy),
             mode: args.mode,
             enforce: args.enforce && args.mode == Mode::OnlyOnion,
             tor: args.tor_endpoints(),
@@ -100,6 +105,8 @@ impl Exporter {
             guard: Mutex::new(LeakGuard::default()),
             published: Mutex::new(Published::default()),
             removals: RemovalQueue::default(),
+            removal_warned_at: Mutex::new(None),
+            removal_failures_unlogged: std::sync::atomic::AtomicU64::new(0),
             workers: Arc::new(Workers::default()),
             ready: AtomicBool::new(false),
         })
@@ -141,7 +148,12 @@ impl Exporter {
     /// Starts every worker thread. An error means one could not start; the process should exit.
     pub fn start(self: &Arc<Self>) -> std::io::Result<()> {
         let exporter = Arc::clone(self);
-        self.workers.spawn("poller", move || exporter.poll_loop())?;
+        // A poll cycle is at most a 3 s admin call, a dump, and a backoff of 10 intervals.
+        let stall_after = self.interval * 10 + Duration::from_secs(60);
+        self.workers
+            .spawn_with_heartbeat("poller", stall_after, move |heartbeat| {
+                exporter.poll_loop(&heartbeat)
+            })?;
         let exporter = Arc::clone(self);
         self.workers
             .spawn("destroy-listener", move || exporter.destroy_loop())?;
@@ -183,11 +195,18 @@ impl Exporter {
                     started.elapsed().as_secs_f64() * 1000.0
                 ),
                 Err(error) => {
-                    // The relay's error text may quote the peer's enode: a class only by default.
-                    tracing::warn!(
-                        "admin_removePeer failed for a leaking peer ({}); details at --log-level debug",
-                        error.class()
-                    );
+                    // The relay's error text may quote the peer's enode: a class only by default,
+                    // and at most one line a minute (every failure is in the counter).
+                    let failures = self.removal_failures_unlogged.fetch_add(1, Ordering::Relaxed) + 1;
+                    let mut last = lock(&self.removal_warned_at);
+                    if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                        *last = Some(std::time::Instant::now());
+                        self.removal_failures_unlogged.store(0, Ordering::Relaxed);
+                        tracing::warn!(
+                            "admin_removePeer failed for a leaking peer ({}; {failures} failure(s) since the last such line); details at --log-level debug",
+                            error.class()
+                        );
+                    }
                     tracing::debug!("admin_removePeer failed: {error}");
                 }
             }

@@ -9,7 +9,7 @@ use crate::classify::{classify_maybe, enode_names_onion, Direction, Route};
 use crate::cli::Mode;
 use crate::sockdiag::{DestroyListener, SockDiag};
 use crate::sources::relay::{Peer, PeerList, RelayError};
-use crate::sources::{sockets, Source};
+use crate::sources::{backoff, sockets, Source};
 use crate::traffic::ConnKey;
 
 fn direction_index(direction: Direction) -> usize {
@@ -26,11 +26,12 @@ fn conn_key(peer: &Peer) -> ConnKey {
 }
 
 impl Exporter {
-    pub(super) fn poll_loop(&self) {
+    pub(super) fn poll_loop(&self, heartbeat: &super::workers::Heartbeat) {
         let mut diag: Option<SockDiag> = None;
         let mut backoff = self.interval;
         let mut last_error: Option<&'static str> = None;
         loop {
+            heartbeat.beat();
             let started = Instant::now();
             let relay = self.poll_once(&mut diag);
             self.ready.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -46,12 +47,13 @@ impl Exporter {
             if let Err(error) = &relay {
                 tracing::debug!("relay source failed: {error}");
             }
-            // Back off while the relay fails (up to 10 intervals), so a dead relay is not
-            // hammered; a failing socket dump costs nothing and must not slow the leak guard.
+            // Back off while the relay fails (up to 10 intervals, jittered so retries cannot
+            // phase-lock with a relay that flaps), so a dead relay is not hammered; a failing
+            // socket dump costs nothing and must not slow the leak guard.
             backoff = if relay.is_ok() {
                 self.interval
             } else {
-                (backoff * 2).min(self.interval * 10)
+                backoff::next_delay(backoff, self.interval, self.interval * 10, backoff::random_unit())
             };
             std::thread::sleep(backoff.saturating_sub(started.elapsed()));
         }
@@ -95,15 +97,32 @@ impl Exporter {
             .collect();
         let mut traffic = lock(&self.traffic);
         let started = Instant::now();
+
+        let was_up = self.published().health.get(Source::Sockets.as_str()).map(|h| h.up);
         if diag.is_none() {
             *diag = SockDiag::open()
-                .map_err(|error| tracing::warn!("cannot open sock_diag: {error}"))
+                .map_err(|error| {
+                    if was_up != Some(false) {
+                        tracing::warn!("cannot open sock_diag: {error}");
+                    }
+                })
                 .ok();
         }
-        let dump = match diag.as_mut().map(sockets::dump) {
+        let peer_ports = peers
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(peer, _)| Some(((peer.local?, peer.remote), peer.direction?)));
+        let filter = self.relay_ports.update(peer_ports, traffic.followed());
+        let dump = match diag
+            .as_mut()
+            .map(|diag| sockets::dump_filtered(diag, &filter))
+        {
             Some(Ok(dump)) => Some(dump),
             Some(Err(error)) => {
-                tracing::warn!("sockets source failed: {error}");
+                // Once per outage; every failed poll shows in relaywatch_source_up.
+                if was_up != Some(false) {
+                    tracing::warn!("sockets source failed: {error}");
+                }
                 *diag = None;
                 None
             }
@@ -138,7 +157,8 @@ impl Exporter {
             .iter()
             .map(|problem| problem.index)
             .collect::<BTreeSet<_>>()
-            .len() as u64;
+            .len() as u64
+            + list.over_limit as u64;
         let mut published = self.published();
         published.peers = Some(counts);
         published.unparsed_peers += unparsed;
@@ -164,9 +184,12 @@ impl Exporter {
         if new > 0 {
             self.published().leaks_total += new;
         }
+        if new > 0 {
+            // One line per poll, however many: a hostile reply must not flood the log.
+            tracing::warn!("{new} new clearnet peer connection(s) to an only-onion relay (privacy leak)");
+        }
         for leak in leaks {
             if leak.new {
-                tracing::warn!("clearnet peer connected to an only-onion relay (privacy leak)");
                 tracing::debug!(
                     "leak audit: peer id={} enode={} local={} remote={}",
                     leak.id,
@@ -175,8 +198,14 @@ impl Exporter {
                     leak.key.1
                 );
             }
-            if self.enforce && !leak.enode.is_empty() {
-                self.removals.enqueue(&leak.enode);
+            if self.enforce {
+                if leak.enode.is_empty() {
+                    if leak.new {
+                        tracing::warn!("a leaking peer has no enode in admin_peers, so admin_removePeer cannot name it; it stays connected until it leaves");
+                    }
+                } else {
+                    self.removals.enqueue(&leak.enode);
+                }
             }
         }
         let pending = self.removals.pending();
@@ -191,7 +220,7 @@ impl Exporter {
         let mut counted_overruns = 0;
         loop {
             if listener.is_none() {
-                match DestroyListener::open() {
+                match DestroyListener::open_filtered(self.relay_ports.destroy_filter()) {
                     Ok(opened) => {
                         listener = Some(opened);
                         counted_overruns = 0;
@@ -228,8 +257,10 @@ impl Exporter {
                 }
                 Ok(_) => {}
                 Err(error) => {
-                    tracing::warn!("socket destroy events failed: {error}; resubscribing");
+                    tracing::warn!("socket destroy events failed: {error}; resubscribing in 1 s");
                     listener = None;
+                    // An error that repeats at once must not become a busy loop.
+                    std::thread::sleep(Duration::from_secs(1));
                 }
             }
         }

@@ -77,6 +77,7 @@ impl Exporter {
                 out.sample(&WORKERS_UP, &[name], if all_alive { 1.0 } else { 0.0 });
             }
         }
+        out.single(&LOG_LINES_DROPPED, crate::log::dropped_lines() as f64);
         out.single(&PROCESS_START_TIME, process_start_time());
         out.family(&BUILD_INFO)
             .sample(&BUILD_INFO, &[env!("CARGO_PKG_VERSION")], 1.0);

@@ -1,8 +1,12 @@
-//! Dumps every TCP socket of our network namespace with its counters; unprivileged.
+//! Dumps the TCP sockets of our network namespace with their counters, all or by port; unprivileged.
+//!
+//! Both address families in one request where the kernel serves it (see
+//! `wire::encode_dump_request_both_families`), else one request per family.
 
 use std::io;
 use std::time::Duration;
 
+use super::filter::{self, PortFilter};
 use super::netlink::NetlinkSocket;
 use super::socket::TcpSocket;
 use super::wire;
@@ -19,6 +23,8 @@ pub struct SockDiag {
     socket: Option<NetlinkSocket>,
     buf: Vec<u8>,
     seq: u32,
+    /// Whether to ask for both families in one request; false once a kernel refused it.
+    one_walk: bool,
 }
 
 impl SockDiag {
@@ -27,23 +33,93 @@ impl SockDiag {
             socket: Some(open_socket()?),
             buf: vec![0; RECEIVE_BUFFER],
             seq: 0,
+            one_walk: true,
         })
     }
 
     /// Every IPv4 and IPv6 TCP socket except LISTEN, TIME_WAIT and SYN_RECV ones.
     pub fn dump(&mut self) -> io::Result<Vec<TcpSocket>> {
+        self.dump_with(None)
+    }
+
+    /// The sockets of [`Self::dump`] that `filter` matches (possibly a few more, see
+    /// [`filter::compile_bytecode`]), selected by the kernel: the others cost it a few
+    /// comparisons each instead of a message with tcp_info that we would parse and throw away.
+    pub fn dump_filtered(&mut self, filter: &PortFilter) -> io::Result<Vec<TcpSocket>> {
+        self.dump_with(Some(&filter::compile_bytecode(filter)))
+    }
+
+    /// A dump with a raw filter program (tests hand the kernel broken ones).
+    pub(super) fn dump_with(&mut self, bytecode: Option<&[u8]>) -> io::Result<Vec<TcpSocket>> {
+        if self.one_walk {
+            self.seq = self.seq.wrapping_add(1);
+            let request = wire::encode_dump_request_both_families(self.seq, bytecode);
+            match self.run(&[request]) {
+                // EINVAL is also a refused program: keep one walk unless two requests work.
+                Err(error) if refused(&error) => {
+                    let sockets = self.dump_per_family(bytecode)?;
+                    self.one_walk = false;
+                    return Ok(sockets);
+                }
+                result => return result,
+            }
+        }
+        self.dump_per_family(bytecode)
+    }
+
+    /// One request per address family: what a kernel without `TCPDIAG_GETSOCK` needs.
+    fn dump_per_family(&mut self, bytecode: Option<&[u8]>) -> io::Result<Vec<TcpSocket>> {
+        let requests: Vec<Vec<u8>> = [libc::AF_INET as u8, libc::AF_INET6 as u8]
+            .into_iter()
+            .map(|family| {
+                self.seq = self.seq.wrapping_add(1);
+                match bytecode {
+                    Some(bytecode) => {
+                        wire::encode_filtered_dump_request(family, self.seq, bytecode)
+                    }
+                    None => wire::encode_dump_request(family, self.seq).to_vec(),
+                }
+            })
+            .collect();
+        self.run(&requests)
+    }
+
+    /// Sends the requests one after another and collects every socket of their replies.
+    fn run(&mut self, requests: &[Vec<u8>]) -> io::Result<Vec<TcpSocket>> {
         let socket = match self.socket.take() {
             Some(socket) => socket,
             None => open_socket()?,
         };
         let mut sockets = Vec::new();
-        for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
-            self.seq = self.seq.wrapping_add(1);
-            dump_family(&socket, &mut self.buf, family, self.seq, &mut sockets)?;
+        for request in requests {
+            // The sequence number is in the request, bytes 8..12.
+            let seq = u32::from_ne_bytes([request[8], request[9], request[10], request[11]]);
+            dump_one(&socket, &mut self.buf, request, seq, &mut sockets)?;
         }
         self.socket = Some(socket);
         Ok(sockets)
     }
+
+    /// Whether the last dumps asked for both families in one request.
+    #[cfg(test)]
+    pub(crate) fn one_walk(&self) -> bool {
+        self.one_walk
+    }
+
+    /// Forgets that one request served both families, as on a kernel that refuses it (tests,
+    /// and the benchmark's "before").
+    #[cfg(test)]
+    pub(crate) fn dump_per_family_only(&mut self) {
+        self.one_walk = false;
+    }
+}
+
+/// Errors with which a kernel refuses a request it does not serve.
+fn refused(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EINVAL | libc::ENOENT | libc::EOPNOTSUPP | libc::EPROTONOSUPPORT)
+    )
 }
 
 fn open_socket() -> io::Result<NetlinkSocket> {
@@ -52,14 +128,15 @@ fn open_socket() -> io::Result<NetlinkSocket> {
     Ok(socket)
 }
 
-fn dump_family(
+/// Sends one dump request and reads its replies until NLMSG_DONE.
+fn dump_one(
     socket: &NetlinkSocket,
     buf: &mut [u8],
-    family: u8,
+    request: &[u8],
     seq: u32,
     sockets: &mut Vec<TcpSocket>,
 ) -> io::Result<()> {
-    socket.send(&wire::encode_dump_request(family, seq))?;
+    socket.send(request)?;
     loop {
         let len = socket
             .recv(buf, false)

@@ -85,6 +85,28 @@ impl NetlinkSocket {
         Ok(())
     }
 
+    /// Attaches a classic BPF program (replacing any earlier one at once, so no datagram passes
+    /// unfiltered in between). Needs no privilege; the kernel copies the program.
+    pub fn attach_filter(&self, program: &[libc::sock_filter]) -> io::Result<()> {
+        let program_len = u16::try_from(program.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "BPF program too long"))?;
+        let fprog = libc::sock_fprog {
+            len: program_len,
+            // The kernel only reads through this pointer.
+            filter: program.as_ptr().cast_mut(),
+        };
+        self.set_option(libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+    }
+
+    /// Removes the filter: every datagram is queued again.
+    pub fn detach_filter(&self) -> io::Result<()> {
+        match self.set_option(libc::SOL_SOCKET, libc::SO_DETACH_FILTER, &0 as &libc::c_int) {
+            // ENOENT: there was none.
+            Err(error) if error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            other => other,
+        }
+    }
+
     pub fn join_group(&self, group: u32) -> io::Result<()> {
         self.set_option(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group)
     }

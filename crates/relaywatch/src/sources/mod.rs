@@ -1,5 +1,6 @@
 //! The exporter's sources, one file each, and the health every source reports.
 
+pub mod backoff;
 pub mod relay;
 pub mod sockets;
 pub mod tor;

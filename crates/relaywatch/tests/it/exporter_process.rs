@@ -109,9 +109,21 @@ fn process_start_time_is_exported() {
 /// work but are probably not meant are warned about.
 #[test]
 fn start_up_checks() {
+    // An exporter that accepts the arguments runs until killed: give it 10 s to refuse them.
     let run = |args: &[&str]| {
-        let output = Command::new(binary()).arg("exporter").args(args).output().unwrap();
-        (output.status.code(), String::from_utf8_lossy(&output.stderr).to_string())
+        let mut child = Command::new(binary())
+            .arg("exporter")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let code = eventually("the exporter to exit", Duration::from_secs(10), || {
+            child.try_wait().unwrap().map(|status| status.code())
+        });
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        (code, stderr)
     };
     for (args, named) in [
         (&["--mode", "clearnet", "--poll-interval", "1ms"][..], "100ms"),

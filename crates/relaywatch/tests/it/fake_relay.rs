@@ -90,8 +90,12 @@ fn serve(stream: TcpStream, handler: &Handler, calls: &Calls) {
         }
         let answer = handler(&method);
         let Some(member) = answer else {
-            // Hang: keep the connection open and never answer, as a wedged relay would.
-            std::thread::sleep(std::time::Duration::from_secs(3600));
+            // Hang: never answer, as a wedged relay would, until the client gives up and
+            // closes; only then is the call no longer in flight.
+            let _ = reader.read(&mut [0u8; 1]);
+            if removal {
+                calls.removals_in_flight.fetch_sub(1, Ordering::SeqCst);
+            }
             return;
         };
         if removal {

@@ -241,6 +241,7 @@ fn exporter_matches_admin_peers_and_relay_byte_counts_over_real_tor() {
                         ("direction", _) => &["inbound", "outbound"],
                         ("source", _) => &["relay", "sockets", "tor"],
                         ("result", _) => &["ok", "error"],
+                        ("worker", _) => &relaywatch::catalog::labels::WORKER,
                         ("version", _) => &[env!("CARGO_PKG_VERSION")],
                         ("reason", "p2p_dials_tor_errors_total") => &dial_reasons,
                         ("purpose", _) => torctl::vocab::CircPurpose::LABELS,

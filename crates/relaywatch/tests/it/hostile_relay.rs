@@ -3,7 +3,7 @@
 //! environment proxy, a closed stderr. Each case is a defect found by a hostile-input probe.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -130,10 +130,10 @@ fn relay_error_text_stays_out_of_default_logs() {
     });
     exporter.stop(Duration::from_secs(5));
     let log = std::fs::read_to_string(dir.path().join("rpc-error.log")).unwrap();
-    assert!(log.contains("rpc_error"), "the failure is named: {log}");
     for secret in ["198.51.100.77", "aabbccddeeff", "\0"] {
         assert!(!log.contains(secret), "{secret:?} in the log: {log}");
     }
+    assert!(log.contains("rpc_error"), "the failure is named: {log}");
 }
 
 /// ureq reads HTTP_PROXY & co. by default; the admin API must never go through a proxy.
@@ -160,6 +160,14 @@ fn environment_proxies_are_ignored() {
     assert!(proxy.accept().is_err(), "the exporter connected to the environment's proxy");
 }
 
+/// A pipe: (read end, write end).
+fn pipe() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe() fills two new descriptors, each owned exactly once here.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
 /// `eprintln!` panicked on EPIPE and killed the poller at its next log line, while /healthz
 /// stayed green and leaks were counted but never removed again.
 #[test]
@@ -168,10 +176,7 @@ fn a_closed_stderr_does_not_stop_the_guard() {
     let handler: Arc<Handler> = Arc::new(move |_| Some(format!(r#""result":[{}]"#, leak(1))));
     let relay = FakeRelay::start(SocketAddr::new(ip, 0), handler);
     let listen = SocketAddr::new(ip, lab::tornet::free_port().unwrap());
-    let mut fds = [0; 2];
-    // SAFETY: pipe() fills two new descriptors, each owned exactly once below.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read_end, write_end) = pipe();
     drop(read_end); // every write to stderr now fails with EPIPE
     let mut command = exporter_command(&relay, listen);
     command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(write_end));
@@ -186,5 +191,39 @@ fn a_closed_stderr_does_not_stop_the_guard() {
     });
     let _ = child.kill();
     let _ = child.wait();
+    result.unwrap();
+}
+
+/// A stderr pipe that nobody reads blocked the poller in write() while /healthz stayed green.
+/// The pipe is shrunk to one page so that it fills within the first polls.
+#[test]
+fn a_stalled_stderr_does_not_stop_the_guard() {
+    let ip = subnet_ip(1);
+    let handler: Arc<Handler> = Arc::new(move |_| Some(format!(r#""result":[{}]"#, leak(1))));
+    let relay = FakeRelay::start(SocketAddr::new(ip, 0), handler);
+    let listen = SocketAddr::new(ip, lab::tornet::free_port().unwrap());
+    let (read_end, write_end) = pipe();
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe { libc::fcntl(write_end.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    let mut command = exporter_command(&relay, listen);
+    command.args(["--log-level", "debug"]);
+    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(write_end));
+    let mut child = command.spawn().unwrap();
+    let result = std::panic::catch_unwind(|| {
+        // 60 polls at 200 ms, each with debug lines: far more than one page of log.
+        eventually("polls go on with stderr full", Duration::from_secs(40), || {
+            (relay.calls.count("admin_peers") >= 60).then_some(())
+        });
+        let mut queued: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int: the bytes waiting in the pipe.
+        unsafe { libc::ioctl(read_end.as_raw_fd(), libc::FIONREAD, &mut queued) };
+        // Full: the next line (written atomically, as pipes do up to a page) does not fit.
+        assert!(queued > 4096 - 200, "stderr never filled: {queued} bytes");
+        assert!(relay.calls.count("admin_removePeer") >= 10);
+        assert_eq!(lab::rpc::get_text(listen, "/healthz").unwrap(), "ok\n");
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(read_end);
     result.unwrap();
 }

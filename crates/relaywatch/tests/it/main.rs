@@ -19,5 +19,11 @@ mod fleet;
 mod source_failures;
 /// Control-port authentication methods against a lone real tor.
 mod tor_auth;
+/// Cookie authentication against hostile fake control ports: no exfiltration, bounded reads.
+mod tor_cookie;
+/// Control-port garbage reaches default-level logs only as a bounded, sanitized excerpt.
+mod tor_logs;
 /// The Tor control-port source against a real pod tor: dials by outcome, tor restarts.
 mod tor_source;
+/// Helpers of the tor_* tests: an exporter beside a control port, a fake control port.
+mod tor_support;

@@ -1,19 +1,16 @@
 //! Control-port authentication against a real tor (no Tor network needed: `DisableNetwork 1`):
-//! NULL, HASHEDPASSWORD from a file, and a wrong password named in one log line.
+//! NULL, SAFECOOKIE with the cookie file tor names, HASHEDPASSWORD from a file, and a wrong
+//! password named in one log line.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use lab::exporters::parse_exposition;
 use lab::process::Child;
 
 use crate::support::eventually;
-
-fn free_port() -> u16 {
-    lab::tornet::free_port().unwrap()
-}
+use crate::tor_support::{exporter, free_port, tor_up};
 
 /// A lone tor offering only a control port, with `auth` torrc options.
 fn start_tor(dir: &Path, auth: &[&str]) -> (Child, SocketAddr) {
@@ -46,40 +43,10 @@ fn start_tor(dir: &Path, auth: &[&str]) -> (Child, SocketAddr) {
     (child, control)
 }
 
-fn exporter(
-    dir: &Path,
-    control: SocketAddr,
-    extra: &[&str],
-) -> (Child, SocketAddr, std::path::PathBuf) {
-    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let log = dir.join("relaywatch.log");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_relaywatch"));
-    command.args(["exporter", "--mode", "clearnet", "--poll-interval", "200ms"]);
-    command.args([
-        "--relay-admin-url",
-        "http://127.0.0.1:1",
-        "--listen",
-        &listen.to_string(),
-    ]);
-    command
-        .args(["--tor-control", &control.to_string()])
-        .args(extra);
-    (
-        lab::process::spawn("relaywatch", command, &log).unwrap(),
-        listen,
-        log,
-    )
-}
-
-fn tor_up(listen: SocketAddr) -> Option<f64> {
-    let samples = parse_exposition(&lab::rpc::get_text(listen, "/metrics").ok()?);
-    samples.get("relaywatch_source_up{source=\"tor\"}").copied()
-}
-
 #[test]
-fn null_and_hashed_password_authenticate_and_a_wrong_password_is_named() {
+fn null_safecookie_and_hashed_password_authenticate_and_a_wrong_password_is_named() {
     if !lab::tor_available_or_skip(
-        "null_and_hashed_password_authenticate_and_a_wrong_password_is_named",
+        "null_safecookie_and_hashed_password_authenticate_and_a_wrong_password_is_named",
     ) {
         return;
     }
@@ -88,6 +55,14 @@ fn null_and_hashed_password_authenticate_and_a_wrong_password_is_named() {
     let (_tor, control) = start_tor(dir.path(), &[]);
     let (_exporter, listen, _) = exporter(dir.path(), control, &[]);
     eventually("NULL authentication", Duration::from_secs(20), || {
+        (tor_up(listen)? == 1.0).then_some(())
+    });
+
+    // SAFECOOKIE with the cookie file tor names in PROTOCOLINFO (tor offers COOKIE too).
+    let dir = tempfile::tempdir().unwrap();
+    let (_tor, control) = start_tor(dir.path(), &["--CookieAuthentication", "1"]);
+    let (_exporter, listen, _) = exporter(dir.path(), control, &[]);
+    eventually("SAFECOOKIE authentication", Duration::from_secs(20), || {
         (tor_up(listen)? == 1.0).then_some(())
     });
 

@@ -4,6 +4,11 @@
 //! NETWORK_LIVENESS and the STATUS_* family. Everything else is [`Event::Other`]. An event of
 //! a known kind that lacks a field the grammar requires (e.g. a STREAM without a target) is
 //! [`Event::Malformed`], to be counted; unknown keywords and values are kept, never errors.
+//!
+//! Events borrow their words from the [`Message`] they were parsed from (a `String` per
+//! field was most of the parser's allocations); call `.to_string()` on what must outlive it.
+
+use std::borrow::Cow;
 
 use crate::args::Args;
 use crate::framing::Message;
@@ -21,24 +26,24 @@ const MAX_KEYWORD: usize = 40;
 
 /// One asynchronous event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    Stream(StreamEvent),
-    Circ(CircEvent),
-    HsDesc(HsDescEvent),
-    OrConn(OrConnEvent),
+pub enum Event<'a> {
+    Stream(StreamEvent<'a>),
+    Circ(CircEvent<'a>),
+    HsDesc(HsDescEvent<'a>),
+    OrConn(OrConnEvent<'a>),
     NetworkLiveness(Liveness),
-    Status(StatusEvent),
+    Status(StatusEvent<'a>),
     /// An event kind this crate does not type (e.g. `STREAM_BW`, `NOTICE`, `GUARD`).
     Other {
-        keyword: String,
+        keyword: &'a str,
     },
     /// A known kind with a required field missing or unreadable.
     Malformed {
-        keyword: String,
+        keyword: &'a str,
     },
 }
 
-impl Event {
+impl Event<'_> {
     /// The event keyword (`STREAM`, `CIRC`, …, or the `Other`/`Malformed` keyword).
     pub fn keyword(&self) -> &str {
         match self {
@@ -55,26 +60,29 @@ impl Event {
 
 /// `host:port` of a STREAM; the port is `None` when the target has no readable port.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub host: String,
+pub struct Target<'a> {
+    pub host: Cow<'a, str>,
     pub port: Option<u16>,
 }
 
-impl Target {
-    fn parse(word: &str) -> Target {
-        match word.rsplit_once(':') {
-            Some((host, port)) => match port.parse() {
-                Ok(port) => Target {
-                    host: host.to_string(),
-                    port: Some(port),
+impl<'a> Target<'a> {
+    fn parse(word: Cow<'a, str>) -> Target<'a> {
+        let split = word
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host.len(), port.parse().ok()?)));
+        match split {
+            Some((host_len, port)) => Target {
+                host: match word {
+                    Cow::Borrowed(word) => Cow::Borrowed(&word[..host_len]),
+                    Cow::Owned(mut word) => {
+                        word.truncate(host_len);
+                        Cow::Owned(word)
+                    }
                 },
-                Err(_) => Target {
-                    host: word.to_string(),
-                    port: None,
-                },
+                port: Some(port),
             },
             None => Target {
-                host: word.to_string(),
+                host: word,
                 port: None,
             },
         }
@@ -89,93 +97,102 @@ impl Target {
 
 /// `xyz.onion`, `www.xyz.onion` or `xyz` (as HS_DESC and REND_QUERY write it) → `xyz`.
 pub fn onion_address(host: &str) -> Option<String> {
-    let lower = host.to_ascii_lowercase();
-    let name = lower.strip_suffix(".onion")?;
+    // Compared in place: lower-casing the whole host first cost an allocation per event.
+    let suffix = host.len().checked_sub(".onion".len())?;
+    if !host.as_bytes()[suffix..].eq_ignore_ascii_case(b".onion") {
+        return None;
+    }
+    // The suffix is ASCII, so `suffix` is a char boundary.
+    onion_label(&host[..suffix])
+}
+
+/// The last DNS label of `name`, lower case; `None` when empty.
+pub(crate) fn onion_label(name: &str) -> Option<String> {
     let address = name.rsplit('.').next().unwrap_or(name);
-    (!address.is_empty()).then(|| address.to_string())
+    (!address.is_empty()).then(|| address.to_ascii_lowercase())
 }
 
 /// `650 STREAM StreamID StreamStatus CircuitID Target [KEYWORD=value…]` (§4.1.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamEvent {
-    pub id: String,
+pub struct StreamEvent<'a> {
+    pub id: Cow<'a, str>,
     pub status: StreamStatus,
     /// The circuit the stream is attached to; `"0"` when unattached.
-    pub circuit: String,
-    pub target: Target,
+    pub circuit: Cow<'a, str>,
+    pub target: Target<'a>,
     pub reason: Option<StreamReason>,
     pub remote_reason: Option<StreamReason>,
-    pub source: Option<String>,
-    pub source_addr: Option<String>,
+    pub source: Option<Cow<'a, str>>,
+    pub source_addr: Option<Cow<'a, str>>,
     pub purpose: Option<StreamPurpose>,
-    pub client_protocol: Option<String>,
-    pub socks_username: Option<String>,
+    pub client_protocol: Option<Cow<'a, str>>,
+    pub socks_username: Option<Cow<'a, str>>,
 }
 
 /// `650 CIRC CircuitID CircStatus [Path] [KEYWORD=value…]` (§4.1.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CircEvent {
-    pub id: String,
+pub struct CircEvent<'a> {
+    pub id: Cow<'a, str>,
     pub status: CircStatus,
     /// The path as tor wrote it (`$FP~nick,…`); absent before the first hop.
-    pub path: Option<String>,
-    pub build_flags: Vec<String>,
+    pub path: Option<Cow<'a, str>>,
+    pub build_flags: Vec<Cow<'a, str>>,
     pub purpose: Option<CircPurpose>,
-    pub hs_state: Option<String>,
+    pub hs_state: Option<Cow<'a, str>>,
     /// The onion address this HS circuit serves, without `.onion`.
-    pub rend_query: Option<String>,
-    pub time_created: Option<String>,
+    pub rend_query: Option<Cow<'a, str>>,
+    pub time_created: Option<Cow<'a, str>>,
     pub reason: Option<CircReason>,
     pub remote_reason: Option<CircReason>,
-    pub socks_username: Option<String>,
+    pub socks_username: Option<Cow<'a, str>>,
 }
 
 /// `650 HS_DESC Action HSAddress AuthType HsDir [DescriptorID] [KEYWORD=value…]` (§4.1.25).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HsDescEvent {
+pub struct HsDescEvent<'a> {
     pub action: HsDescAction,
     /// Without `.onion`; `UNKNOWN` when tor does not know it.
-    pub address: String,
-    pub auth: String,
-    pub hsdir: String,
-    pub descriptor_id: Option<String>,
+    pub address: Cow<'a, str>,
+    pub auth: Cow<'a, str>,
+    pub hsdir: Cow<'a, str>,
+    pub descriptor_id: Option<Cow<'a, str>>,
     pub reason: Option<HsDescReason>,
-    pub replica: Option<String>,
-    pub hsdir_index: Option<String>,
+    pub replica: Option<Cow<'a, str>>,
+    pub hsdir_index: Option<Cow<'a, str>>,
 }
 
 /// `650 ORCONN (LongName / Target) ORStatus [REASON=] [NCIRCS=] [ID=]` (§4.1.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrConnEvent {
-    pub target: String,
+pub struct OrConnEvent<'a> {
+    pub target: Cow<'a, str>,
     pub status: OrConnStatus,
     pub reason: Option<OrConnReason>,
     pub ncircs: Option<u32>,
-    pub id: Option<String>,
+    pub id: Option<Cow<'a, str>>,
 }
 
 /// `650 STATUS_* Severity Action [KEYWORD=value…]` (§4.1.10).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusEvent {
+pub struct StatusEvent<'a> {
     pub kind: StatusKind,
     pub severity: Severity,
     /// E.g. `BOOTSTRAP`, `CIRCUIT_ESTABLISHED`, `SOCKS_BAD_HOSTNAME`.
-    pub action: String,
-    pub args: Vec<(String, String)>,
+    pub action: Cow<'a, str>,
+    pub args: Vec<(&'a str, Cow<'a, str>)>,
 }
 
-impl StatusEvent {
+impl StatusEvent<'_> {
     /// The value of argument `key`.
     pub fn arg(&self, key: &str) -> Option<&str> {
         self.args
             .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_ref())
     }
 }
 
 /// Types a framed message; `None` when it is a reply, not an event (status other than 650).
-pub fn parse_event(message: &Message) -> Option<Event> {
+pub fn parse_event(message: &Message) -> Option<Event<'_>> {
     if !message.is_event() {
         return None;
     }
@@ -217,73 +234,70 @@ pub fn parse_event(message: &Message) -> Option<Event> {
     }))
 }
 
-fn truncate(keyword: &str) -> String {
+fn truncate(keyword: &str) -> &str {
     let mut end = keyword.len().min(MAX_KEYWORD);
     while !keyword.is_char_boundary(end) {
         end -= 1;
     }
-    keyword[..end].to_string()
+    &keyword[..end]
 }
 
-fn owned(value: Option<&str>) -> Option<String> {
-    value.map(str::to_string)
-}
-
-fn stream(args: &Args) -> Option<StreamEvent> {
+fn stream<'a>(args: &Args<'a>) -> Option<StreamEvent<'a>> {
     Some(StreamEvent {
-        id: args.pos(0)?.to_string(),
+        id: args.word(0)?,
         status: StreamStatus::parse(args.pos(1)?),
-        circuit: args.pos(2)?.to_string(),
-        target: Target::parse(args.pos(3)?),
+        circuit: args.word(2)?,
+        target: Target::parse(args.word(3)?),
         reason: args.get("REASON").map(StreamReason::parse),
         remote_reason: args.get("REMOTE_REASON").map(StreamReason::parse),
-        source: owned(args.get("SOURCE")),
-        source_addr: owned(args.get("SOURCE_ADDR")),
+        source: args.value("SOURCE"),
+        source_addr: args.value("SOURCE_ADDR"),
         purpose: args.get("PURPOSE").map(StreamPurpose::parse),
-        client_protocol: owned(args.get("CLIENT_PROTOCOL")),
-        socks_username: owned(args.get("SOCKS_USERNAME")),
+        client_protocol: args.value("CLIENT_PROTOCOL"),
+        socks_username: args.value("SOCKS_USERNAME"),
     })
 }
 
-fn circ(args: &Args) -> Option<CircEvent> {
+fn circ<'a>(args: &Args<'a>) -> Option<CircEvent<'a>> {
     Some(CircEvent {
-        id: args.pos(0)?.to_string(),
+        id: args.word(0)?,
         status: CircStatus::parse(args.pos(1)?),
-        path: owned(args.pos(2)),
-        build_flags: args
-            .get("BUILD_FLAGS")
-            .map(|flags| flags.split(',').map(str::to_string).collect())
-            .unwrap_or_default(),
+        path: args.word(2),
+        build_flags: match args.value("BUILD_FLAGS") {
+            Some(Cow::Borrowed(flags)) => flags.split(',').map(Cow::Borrowed).collect(),
+            Some(Cow::Owned(flags)) => flags.split(',').map(|f| Cow::Owned(f.into())).collect(),
+            None => Vec::new(),
+        },
         purpose: args.get("PURPOSE").map(CircPurpose::parse),
-        hs_state: owned(args.get("HS_STATE")),
-        rend_query: owned(args.get("REND_QUERY")),
-        time_created: owned(args.get("TIME_CREATED")),
+        hs_state: args.value("HS_STATE"),
+        rend_query: args.value("REND_QUERY"),
+        time_created: args.value("TIME_CREATED"),
         reason: args.get("REASON").map(CircReason::parse),
         remote_reason: args.get("REMOTE_REASON").map(CircReason::parse),
-        socks_username: owned(args.get("SOCKS_USERNAME")),
+        socks_username: args.value("SOCKS_USERNAME"),
     })
 }
 
-fn hs_desc(args: &Args) -> Option<HsDescEvent> {
+fn hs_desc<'a>(args: &Args<'a>) -> Option<HsDescEvent<'a>> {
     Some(HsDescEvent {
         action: HsDescAction::parse(args.pos(0)?),
-        address: args.pos(1)?.to_string(),
-        auth: args.pos(2)?.to_string(),
-        hsdir: args.pos(3)?.to_string(),
-        descriptor_id: owned(args.pos(4)),
+        address: args.word(1)?,
+        auth: args.word(2)?,
+        hsdir: args.word(3)?,
+        descriptor_id: args.word(4),
         reason: args.get("REASON").map(HsDescReason::parse),
-        replica: owned(args.get("REPLICA")),
-        hsdir_index: owned(args.get("HSDIR_INDEX")),
+        replica: args.value("REPLICA"),
+        hsdir_index: args.value("HSDIR_INDEX"),
     })
 }
 
-fn orconn(args: &Args) -> Option<OrConnEvent> {
+fn orconn<'a>(args: &Args<'a>) -> Option<OrConnEvent<'a>> {
     Some(OrConnEvent {
-        target: args.pos(0)?.to_string(),
+        target: args.word(0)?,
         status: OrConnStatus::parse(args.pos(1)?),
         reason: args.get("REASON").map(OrConnReason::parse),
         ncircs: args.get("NCIRCS").and_then(|n| n.parse().ok()),
-        id: owned(args.get("ID")),
+        id: args.value("ID"),
     })
 }
 
@@ -291,7 +305,7 @@ fn status(kind: StatusKind, args: Args) -> Option<StatusEvent> {
     Some(StatusEvent {
         kind,
         severity: Severity::parse(args.pos(0)?),
-        action: args.pos(1)?.to_string(),
+        action: args.word(1)?,
         args: args.keywords,
     })
 }

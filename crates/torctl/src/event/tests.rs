@@ -4,24 +4,25 @@
 use super::*;
 use crate::framing::LineBuffer;
 
-/// Frames `text` (lines without CRLF) and parses its single event.
-fn event(text: &str) -> Event {
+/// Frames `text` (lines without CRLF) and parses its single event. The message is leaked so
+/// the event, which borrows from it, can be returned.
+fn event(text: &str) -> Event<'static> {
     let mut buffer = LineBuffer::new();
     buffer.push(text.replace('\n', "\r\n").as_bytes());
     buffer.push(b"\r\n");
     let message = buffer.next_message().expect("a message");
     assert!(buffer.next_message().is_none());
-    parse_event(&message).expect("an event")
+    parse_event(Box::leak(Box::new(message))).expect("an event")
 }
 
-fn stream(text: &str) -> StreamEvent {
+fn stream(text: &str) -> StreamEvent<'static> {
     match event(text) {
         Event::Stream(stream) => stream,
         other => panic!("not a STREAM: {other:?}"),
     }
 }
 
-fn circ(text: &str) -> CircEvent {
+fn circ(text: &str) -> CircEvent<'static> {
     match event(text) {
         Event::Circ(circ) => circ,
         other => panic!("not a CIRC: {other:?}"),
@@ -227,20 +228,18 @@ fn other_and_malformed() {
     assert_eq!(
         event("650 STREAM_BW 124 72 2 2026-11-26T10:00:00.000000"),
         Event::Other {
-            keyword: "STREAM_BW".into()
+            keyword: "STREAM_BW"
         }
     );
     assert_eq!(
         event("650 NOTICE Tried for 120 seconds to get a connection to x:80. Giving up."),
-        Event::Other {
-            keyword: "NOTICE".into()
-        }
+        Event::Other { keyword: "NOTICE" }
     );
     // HS_DESC_CONTENT is a data event ending in "650 OK" (§4.1.26).
     assert_eq!(
         event("650+HS_DESC_CONTENT abc descid $FP~n\nhs-descriptor 3\n.\n650 OK"),
         Event::Other {
-            keyword: "HS_DESC_CONTENT".into()
+            keyword: "HS_DESC_CONTENT"
         }
     );
     for (line, keyword) in [
@@ -251,13 +250,7 @@ fn other_and_malformed() {
         ("650 NETWORK_LIVENESS", "NETWORK_LIVENESS"),
         ("650 STATUS_CLIENT NOTICE", "STATUS_CLIENT"),
     ] {
-        assert_eq!(
-            event(line),
-            Event::Malformed {
-                keyword: keyword.into()
-            },
-            "{line}"
-        );
+        assert_eq!(event(line), Event::Malformed { keyword }, "{line}");
     }
     let long = format!("650 {} x", "K".repeat(100));
     assert_eq!(event(&long).keyword().len(), MAX_KEYWORD);
@@ -268,4 +261,21 @@ fn replies_are_not_events() {
     let mut buffer = LineBuffer::new();
     buffer.push(b"250 OK\r\n");
     assert_eq!(parse_event(&buffer.next_message().unwrap()), None);
+}
+
+#[test]
+fn onion_addresses_in_any_case_and_never_a_panic_on_non_ascii() {
+    for (host, expected) in [
+        ("ABC.ONION", Some("abc")),
+        ("www.Abc.onion", Some("abc")),
+        ("abc", None),
+        (".onion", None),
+        ("x..onion", None),
+        ("é.onion", Some("é")),
+        ("abc.onioné", None),
+        ("éééé", None),
+        ("", None),
+    ] {
+        assert_eq!(onion_address(host).as_deref(), expected, "{host:?}");
+    }
 }

@@ -212,3 +212,26 @@ fn non_utf8_is_replaced_not_rejected() {
     assert_eq!(messages.len(), 1);
     assert!(messages[0].first_text().contains('\u{fffd}'));
 }
+
+/// Found by tests/fuzz.rs: an oversized line whose 4th byte is CR ("650\r…") kept "650\r" as
+/// its prefix when pushed whole, and the CR was then stripped as if it ended the line, which
+/// made "650" a (lenient) end line and counted a dropped message; pushed byte by byte, the
+/// prefix kept more bytes and was no reply line. Framing must not depend on chunking.
+#[test]
+fn oversized_line_with_cr_in_its_prefix_frames_the_same_in_any_chunking() {
+    let mut bytes = b"650\r650 STREAM ".to_vec();
+    bytes.extend(std::iter::repeat_n(b'x', 300));
+    bytes.extend_from_slice(b"\n650 NETWORK_LIVENESS UP\r\n");
+    let mut whole = LineBuffer::with_limits(256, 2048);
+    let whole_messages = frame(&mut whole, &bytes);
+    let mut chunked = LineBuffer::with_limits(256, 2048);
+    let chunked_messages: Vec<Message> = bytes
+        .iter()
+        .flat_map(|byte| frame(&mut chunked, std::slice::from_ref(byte)))
+        .collect();
+    assert_eq!(whole_messages, chunked_messages);
+    assert_eq!(whole_messages.len(), 1);
+    assert_eq!(whole.stats(), chunked.stats());
+    assert_eq!(whole.stats().oversized_lines, 1);
+    assert_eq!(whole.stats().dropped_messages, 0, "no message was begun");
+}

@@ -257,9 +257,9 @@ impl DialTracker {
         if opening {
             // A NEW for a known id: tor restarted and reuses ids; the old stream's outcome
             // is unknown and stays uncounted.
-            self.streams.remove(&event.id);
+            self.streams.remove(event.id.as_ref());
         }
-        if !self.streams.contains_key(&event.id) {
+        if !self.streams.contains_key(event.id.as_ref()) {
             let Some(onion) = event.target.onion_address() else {
                 return; // Not an onion target: never a dial, no state kept.
             };
@@ -276,7 +276,7 @@ impl DialTracker {
             }
             self.make_room_for_stream();
             self.streams.insert(
-                event.id.clone(),
+                event.id.to_string(),
                 StreamState {
                     onion: is_dial.then_some(onion),
                     outcome: Outcome::Pending,
@@ -285,11 +285,14 @@ impl DialTracker {
                 },
             );
         }
-        let stream = self.streams.get_mut(&event.id).expect("inserted above");
+        let stream = self
+            .streams
+            .get_mut(event.id.as_ref())
+            .expect("inserted above");
         stream.last_seen = now;
         let Some(onion) = stream.onion.clone() else {
             if event.status == StreamStatus::Closed {
-                self.streams.remove(&event.id);
+                self.streams.remove(event.id.as_ref());
             }
             return;
         };
@@ -306,7 +309,7 @@ impl DialTracker {
             }
             (StreamStatus::Closed, outcome) => {
                 let unexplained = outcome == Outcome::Pending && !stream.gap;
-                self.streams.remove(&event.id);
+                self.streams.remove(event.id.as_ref());
                 if unexplained {
                     self.count_failure(&onion, event, now);
                 }
@@ -410,7 +413,7 @@ impl DialTracker {
         if event.kind != StatusKind::Client {
             return;
         }
-        match event.action.as_str() {
+        match event.action.as_ref() {
             "BOOTSTRAP" => {
                 if let Some(progress) = event
                     .arg("PROGRESS")
@@ -477,8 +480,8 @@ fn rend_query_address(value: &str) -> Option<String> {
     if value.is_empty() || value == "UNKNOWN" {
         return None;
     }
-    crate::event::onion_address(value)
-        .or_else(|| crate::event::onion_address(&format!("{value}.onion")))
+    // Without `.onion`, as tor writes it: the same as `onion_address("{value}.onion")`.
+    crate::event::onion_address(value).or_else(|| crate::event::onion_label(value))
 }
 
 fn evict_oldest<V>(map: &mut HashMap<String, V>, age: impl Fn(&V) -> Instant) {

@@ -35,8 +35,8 @@ impl Feed {
             let line = line.replace("{o}", ONION).replace("{fp}", FP);
             let mut buffer = LineBuffer::new();
             buffer.push(format!("{line}\r\n").as_bytes());
-            let event =
-                parse_event(&buffer.next_message().expect("one message")).expect("an event");
+            let message = buffer.next_message().expect("one message");
+            let event = parse_event(&message).expect("an event");
             self.t += Duration::from_secs(1);
             self.tracker.observe(&event, self.t0 + self.t);
         }
@@ -286,7 +286,7 @@ fn memory_is_bounded() {
     let later = t0 + Duration::from_secs(10_000);
     tracker.observe(
         &Event::Other {
-            keyword: "X".into(),
+            keyword: "X",
         },
         later,
     );

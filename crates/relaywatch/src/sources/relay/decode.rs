@@ -54,7 +54,12 @@ impl fmt::Display for EntryProblem {
 pub struct PeerList {
     pub peers: Vec<Peer>,
     pub problems: Vec<EntryProblem>,
+    /// Entries past [`MAX_ENTRIES`], not decoded.
+    pub over_limit: usize,
 }
+
+/// Entries decoded at most: far above any relay's peer limit, and a bound on memory.
+pub const MAX_ENTRIES: usize = 4096;
 
 #[derive(Deserialize)]
 struct Reply<'a> {
@@ -104,8 +109,11 @@ pub fn parse_admin_peers(
         .result
         .and_then(|result| serde_json::from_str(result.get()).ok())
         .ok_or_else(|| RelayError::NotJsonRpc("no `result` array".into()))?;
-    let mut list = PeerList::default();
-    for (index, raw) in entries.into_iter().enumerate() {
+    let mut list = PeerList {
+        over_limit: entries.len().saturating_sub(MAX_ENTRIES),
+        ..PeerList::default()
+    };
+    for (index, raw) in entries.into_iter().take(MAX_ENTRIES).enumerate() {
         decode_entry(index, raw, zone_index, &mut list);
     }
     Ok(list)
@@ -278,5 +286,7 @@ impl<'de> Visitor<'de> for Lenient<bool> {
     ignore_the_rest!();
 }
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,14 @@
 //!
 //! One thread owns the connection: it feeds events to the dial tracker as they arrive and
 //! asks GETINFO for health every poll interval. When tor goes away it reconnects with
-//! backoff, re-subscribes and keeps the same tracker, so counters stay monotonic.
+//! jittered backoff, re-subscribes and keeps the same tracker, so counters stay monotonic.
+//!
+//! `auth` chooses and runs the authentication (never plain COOKIE unless allowed), `secret`
+//! reads the cookie and password files (bounded, non-blocking). Text tor sends reaches a
+//! default-level log line only as a bounded, sanitized excerpt; the full text is `debug`.
+
+mod auth;
+mod secret;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -11,10 +18,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use torctl::auth::{self, AuthChallenge};
-use torctl::vocab::AuthMethod;
 use torctl::{getinfo, parse_event, DialTracker, LineBuffer, Message};
 
+use super::backoff;
+use crate::log::excerpt;
 
 /// Events the tracker needs; unknown ones would be rejected by old tors, so no more.
 pub const EVENTS: &str = "SETEVENTS STREAM CIRC HS_DESC ORCONN NETWORK_LIVENESS STATUS_CLIENT";
@@ -29,6 +36,9 @@ pub struct TorControlConfig {
     pub cookie_file: Option<PathBuf>,
     /// File holding the control password (HASHEDPASSWORD); never a flag value, which `ps` shows.
     pub password_file: Option<PathBuf>,
+    /// Allow plain COOKIE (the cookie sent in clear) when tor offers no SAFECOOKIE; only the
+    /// `cookie_file` is ever sent that way. Dangerous: see `auth`.
+    pub allow_plain_cookie: bool,
     pub poll_interval: Duration,
 }
 
@@ -134,12 +144,36 @@ impl Connection<'_> {
     }
 }
 
-/// Why a session ended; the text is the one-line error the log shows.
+/// Why a session ended. `Display` is the default-level log line: our own words plus at most
+/// an [`excerpt`] of what tor sent; [`SessionError::foreign`] is the full text, for `debug`.
 #[derive(Debug)]
 enum SessionError {
     Connect(std::io::Error),
+    /// Authentication or configuration; our own words only.
     Auth(String),
+    /// Tor refused a command: our words, and tor's text (anything, up to a 64 KiB line).
+    Refused {
+        what: String,
+        foreign: String,
+    },
     Io(std::io::Error),
+}
+
+impl SessionError {
+    fn refused(what: String, foreign: impl Into<String>) -> Self {
+        SessionError::Refused {
+            what,
+            foreign: foreign.into(),
+        }
+    }
+
+    /// Text that came from the control port, unfiltered.
+    fn foreign(&self) -> Option<&str> {
+        match self {
+            SessionError::Refused { foreign, .. } => Some(foreign),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Display for SessionError {
@@ -149,6 +183,10 @@ impl std::fmt::Display for SessionError {
                 write!(f, "cannot connect to the control port: {error}")
             }
             SessionError::Auth(text) => write!(f, "{text}"),
+            SessionError::Refused { what, foreign } => match excerpt(foreign) {
+                text if text.is_empty() => write!(f, "{what}"),
+                text => write!(f, "{what} ({text})"),
+            },
             SessionError::Io(error) => write!(f, "control connection lost: {error}"),
         }
     }
@@ -160,113 +198,13 @@ impl From<std::io::Error> for SessionError {
     }
 }
 
-fn read_secret(path: &PathBuf, what: &str) -> Result<Vec<u8>, SessionError> {
-    std::fs::read(path).map_err(|error| {
-        SessionError::Auth(format!(
-            "{what} authentication failed: cannot read {} ({error}); check the file and the exporter's group (--tor-cookie / --tor-password-file)",
-            path.display()
-        ))
-    })
-}
-
-fn authenticate(
-    connection: &mut Connection,
-    config: &TorControlConfig,
-) -> Result<(), SessionError> {
-    let info = auth::parse_protocolinfo(&connection.command("PROTOCOLINFO 1")?)
-        .map_err(|error| SessionError::Auth(format!("PROTOCOLINFO failed: {error}")))?;
-    let cookie_path = config
-        .cookie_file
-        .clone()
-        .or_else(|| info.cookie_file.as_ref().map(PathBuf::from));
-    let refused = |method: &str, reply: &Message| {
-        SessionError::Auth(format!(
-            "{method} authentication failed: tor answered {} {}",
-            reply.status,
-            reply.first_text()
-        ))
-    };
-    let offered = |method: AuthMethod| info.offers(&method);
-    let password_file = config
-        .password_file
-        .as_ref()
-        .filter(|_| offered(AuthMethod::HashedPassword));
-    let safecookie_file = cookie_path
-        .as_ref()
-        .filter(|_| offered(AuthMethod::SafeCookie));
-    let cookie_file = cookie_path.as_ref().filter(|_| offered(AuthMethod::Cookie));
-    let (method, reply) = if let Some(password_file) = password_file {
-        let password = read_secret(password_file, "HASHEDPASSWORD")?;
-        let password = String::from_utf8_lossy(&password)
-            .trim_end_matches(['\r', '\n'])
-            .to_string();
-        (
-            "HASHEDPASSWORD",
-            connection.command(&auth::authenticate_password_command(&password))?,
-        )
-    } else if let Some(safecookie_file) = safecookie_file {
-        let cookie = read_secret(safecookie_file, "SAFECOOKIE")?;
-        auth::check_cookie(&cookie).map_err(|error| {
-            SessionError::Auth(format!("SAFECOOKIE authentication failed: {error}"))
-        })?;
-        let client_nonce: [u8; auth::NONCE_LEN] = rand_nonce();
-        let reply = connection.command(&auth::authchallenge_command(&client_nonce))?;
-        let challenge: AuthChallenge = auth::parse_authchallenge(&reply).map_err(|error| {
-            SessionError::Auth(format!("SAFECOOKIE authentication failed: {error}"))
-        })?;
-        if !auth::verify_safecookie_server_hash(&cookie, &client_nonce, &challenge) {
-            return Err(SessionError::Auth(
-                "SAFECOOKIE authentication failed: tor's server hash does not match the cookie (wrong cookie file?)".into(),
-            ));
-        }
-        let client_hash =
-            auth::safecookie_client_hash(&cookie, &client_nonce, &challenge.server_nonce);
-        (
-            "SAFECOOKIE",
-            connection.command(&auth::authenticate_hex_command(&client_hash))?,
-        )
-    } else if let Some(cookie_file) = cookie_file {
-        let cookie = read_secret(cookie_file, "COOKIE")?;
-        (
-            "COOKIE",
-            connection.command(&auth::authenticate_hex_command(&cookie))?,
-        )
-    } else if offered(AuthMethod::Null) {
-        ("NULL", connection.command(auth::AUTHENTICATE_NULL)?)
-    } else {
-        let offered: Vec<&str> = info
-            .auth_methods
-            .iter()
-            .map(|method| method.as_str())
-            .collect();
-        return Err(SessionError::Auth(format!(
-            "no usable authentication method: tor offers {} and none is configured (HASHEDPASSWORD needs --tor-password-file)",
-            offered.join(",")
-        )));
-    };
-    if !reply.is_ok() {
-        return Err(refused(method, &reply));
-    }
-    Ok(())
-}
-
-fn rand_nonce() -> [u8; auth::NONCE_LEN] {
-    let mut nonce = [0u8; auth::NONCE_LEN];
-    // The nonce only has to be unpredictable to tor's peers on this host; /dev/urandom is enough.
-    if let Ok(mut urandom) = std::fs::File::open("/dev/urandom") {
-        let _ = urandom.read_exact(&mut nonce);
-    }
-    nonce
-}
-
 fn poll_health(connection: &mut Connection) -> Result<(), SessionError> {
     let reply = connection.command(&format!("GETINFO {}", getinfo::HEALTH_KEYS.join(" ")))?;
     if !reply.is_ok() {
-        return Err(SessionError::Io(std::io::Error::other(format!(
-            "GETINFO failed: {} {}",
-            reply.status,
-            reply.first_text()
-        ))));
+        return Err(SessionError::refused(
+            format!("GETINFO failed: tor answered {}", reply.status),
+            reply.first_text(),
+        ));
     }
     let value = |key: &str| getinfo::getinfo_value(&reply, key);
     let bootstrap =
@@ -300,14 +238,13 @@ fn session(
         state,
         counted_unparsed: 0,
     };
-    authenticate(&mut connection, config)?;
+    auth::authenticate(&mut connection, config)?;
     let reply = connection.command(EVENTS)?;
     if !reply.is_ok() {
-        return Err(SessionError::Auth(format!(
-            "{EVENTS} refused: {} {}",
-            reply.status,
-            reply.first_text()
-        )));
+        return Err(SessionError::refused(
+            format!("{EVENTS} refused: tor answered {}", reply.status),
+            reply.first_text(),
+        ));
     }
     {
         let mut state = connection.lock();
@@ -332,9 +269,13 @@ fn session(
     }
 }
 
+/// First reconnect delay, and the longest one.
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
 /// Runs the source forever on the calling thread.
 pub fn run(config: TorControlConfig, state: Arc<Mutex<TorState>>, record: Arc<Record>) {
-    let mut backoff = Duration::from_millis(500);
+    let mut delay = Duration::ZERO;
     let mut last_error = String::new();
     loop {
         let started = Instant::now();
@@ -352,17 +293,22 @@ pub fn run(config: TorControlConfig, state: Arc<Mutex<TorState>>, record: Arc<Re
         }
         // The failed step's own duration, not the whole session's.
         record(false, step_started.elapsed());
+        // A session that ran a while was healthy: start the backoff over.
+        if started.elapsed() > Duration::from_secs(10) {
+            delay = Duration::ZERO;
+            last_error.clear();
+        }
         let text = format!("tor source: {error}");
         if text != last_error {
             tracing::warn!("{}", &text);
             last_error = text;
         }
-        // A session that ran a while was healthy: start the backoff over.
-        if started.elapsed() > Duration::from_secs(10) {
-            backoff = Duration::from_millis(500);
-            last_error.clear();
+        if let Some(foreign) = error.foreign() {
+            // The whole reply, escaped ({:?}) so NUL and CR cannot forge log lines.
+            tracing::debug!("tor source: tor's full answer: {foreign:?}");
         }
-        std::thread::sleep(backoff);
-        backoff = (backoff * 2).min(Duration::from_secs(10));
+        // Jittered, so retries cannot phase-lock with a tor that flaps periodically.
+        delay = backoff::next_delay(delay, BACKOFF_BASE, BACKOFF_MAX, backoff::random_unit());
+        std::thread::sleep(delay);
     }
 }
