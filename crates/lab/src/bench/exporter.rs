@@ -129,23 +129,34 @@ impl Running {
         })
     }
 
-    /// Scrapes until `ready` accepts the samples, or fails after `within` with the log.
-    fn wait_for(
-        &mut self,
-        within: Duration,
-        what: &str,
-        ready: impl Fn(&Samples) -> bool,
-    ) -> Result<()> {
-        let deadline = Instant::now() + within;
+    /// Waits until the exporter counts every peer and some bytes, or, after 10 s, a peer count
+    /// that has stopped changing (main's exporter decodes at most 4,096 admin_peers entries);
+    /// returns the peers it counts. Fails after `within`, with the log.
+    fn wait_for_peers(&mut self, peers: usize, within: Duration) -> Result<usize> {
+        let started = Instant::now();
+        let mut last: Option<(f64, Instant)> = None;
         loop {
             if let Ok(text) = crate::rpc::get_text(self.listen, "/metrics") {
-                if ready(&parse_exposition(&text)) {
-                    return Ok(());
+                let samples = parse_exposition(&text);
+                let seen = family_sum(&samples, "p2p_peers_clearnet")
+                    + family_sum(&samples, "p2p_peers_tor");
+                let bytes = family_sum(&samples, "p2p_ingress_clearnet") > 0.0;
+                if bytes && seen == peers as f64 {
+                    return Ok(peers);
+                }
+                match last {
+                    Some((count, since)) if count == seen => {
+                        let settled = since.elapsed() > Duration::from_secs(3);
+                        if bytes && seen > 0.0 && settled && started.elapsed() > within / 6 {
+                            return Ok(seen as usize);
+                        }
+                    }
+                    _ => last = Some((seen, Instant::now())),
                 }
             }
-            if !self.child.is_running() || Instant::now() > deadline {
+            if !self.child.is_running() || started.elapsed() > within {
                 bail!(
-                    "{} ({}) did not {what} within {within:?}; log {}:\n{}",
+                    "{} ({}) did not see peers and their bytes within {within:?}; log {}:\n{}",
                     self.label,
                     self.binary.display(),
                     self.log.display(),
@@ -221,17 +232,9 @@ pub fn exporter_bench(bench: &ExporterBench) -> Result<String> {
         )?);
     }
     figures.reply_bytes = running[0].admin.reply_bytes;
-    let peers = bench.peers as f64;
+    let mut peers_seen = Vec::new();
     for exporter in &mut running {
-        exporter.wait_for(
-            Duration::from_secs(60),
-            "see every peer and its bytes",
-            |samples| {
-                family_sum(samples, "p2p_peers_clearnet") + family_sum(samples, "p2p_peers_tor")
-                    == peers
-                    && family_sum(samples, "p2p_ingress_clearnet") > 0.0
-            },
-        )?;
+        peers_seen.push(exporter.wait_for_peers(bench.peers, Duration::from_secs(60))?);
     }
     let pids: Vec<(&AdminApi, u32)> = running
         .iter()
@@ -315,8 +318,12 @@ pub fn exporter_bench(bench: &ExporterBench) -> Result<String> {
         .collect();
     figures.namespace_sockets_end = procfs::namespace_tcp_sockets()?;
     let phases = polls_only.into_iter().zip(scrapes);
-    for (((exporter, seen), (polls_only, scrapes)), before) in
-        running.iter_mut().zip(seen).zip(phases).zip(counted_before)
+    for ((((exporter, seen), (polls_only, scrapes)), before), peers_seen) in running
+        .iter_mut()
+        .zip(seen)
+        .zip(phases)
+        .zip(counted_before)
+        .zip(peers_seen)
     {
         if !exporter.child.is_running() {
             bail!(
@@ -332,6 +339,7 @@ pub fn exporter_bench(bench: &ExporterBench) -> Result<String> {
         figures.exporters.push(ExporterFigures {
             label: exporter.label.clone(),
             binary: exporter.binary.display().to_string(),
+            peers_seen,
             polls_only,
             scrapes,
             relay_poll_ms: seen.relay_poll_ms,

@@ -62,6 +62,8 @@ pub struct ExporterFigures {
     /// `exporter`, or `exporter A`, `exporter B` … when several run side by side.
     pub label: String,
     pub binary: String,
+    /// Peers its gauges counted when the run began (fewer than N if it caps admin_peers).
+    pub peers_seen: usize,
     pub polls_only: ExporterPhase,
     pub scrapes: ExporterPhase,
     /// Distinct values of its relaywatch_source_poll_duration_seconds, in ms.
@@ -267,7 +269,15 @@ impl Figures {
             self.poll_interval,
         );
         for exporter in &self.exporters {
-            let _ = writeln!(out, "{}: {}", exporter.label, exporter.binary);
+            let capped = if exporter.peers_seen == self.peers {
+                String::new()
+            } else {
+                format!(
+                    " (counts {} of the {} peers: it decodes no more admin_peers entries)",
+                    exporter.peers_seen, self.peers
+                )
+            };
+            let _ = writeln!(out, "{}: {}{capped}", exporter.label, exporter.binary);
         }
         if self.exporters.len() > 1 {
             let _ = writeln!(
@@ -441,6 +451,7 @@ mod tests {
             cpus: 2,
             exporters: vec![ExporterFigures {
                 label: "exporter".into(),
+                peers_seen: 10,
                 ..ExporterFigures::default()
             }],
             targets: vec![
