@@ -174,8 +174,16 @@ mod tests {
         let route = |remote: &str| classify_maybe(None, remote.parse().unwrap(), &pod());
         assert_eq!(route("198.51.100.9:30303"), Some(Route::Clearnet));
         assert_eq!(route("[fe80::1]:30303"), Some(Route::Clearnet));
-        assert_eq!(route("127.0.0.1:9050"), Some(Route::Tor), "proxy, or from the daemon");
-        assert_eq!(route("127.0.0.1:41234"), None, "from the daemon, or a local dial");
+        assert_eq!(
+            route("127.0.0.1:9050"),
+            Some(Route::Tor),
+            "proxy, or from the daemon"
+        );
+        assert_eq!(
+            route("127.0.0.1:41234"),
+            None,
+            "from the daemon, or a local dial"
+        );
     }
 
     /// gethrelay prints the onion for any peer advertising one, whatever transport was used:

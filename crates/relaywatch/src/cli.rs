@@ -105,7 +105,12 @@ pub struct ExporterArgs {
     pub log_level: LogLevel,
 
     /// Log line format: `text`, or `json` for log collectors.
-    #[arg(long, env = "RELAYWATCH_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        env = "RELAYWATCH_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
 }
 
@@ -283,12 +288,21 @@ mod tests {
         ] {
             assert!(check_admin_url(bad).is_err(), "{bad} accepted");
         }
-        assert_eq!(check_admin_url("http://localhost:8546/").unwrap(), "localhost");
+        assert_eq!(
+            check_admin_url("http://localhost:8546/").unwrap(),
+            "localhost"
+        );
     }
 
     #[test]
     fn loopback_hosts() {
-        for host in ["127.0.0.1", "127.3.4.5", "[::1]", "localhost", "[::ffff:127.0.0.1]"] {
+        for host in [
+            "127.0.0.1",
+            "127.3.4.5",
+            "[::1]",
+            "localhost",
+            "[::ffff:127.0.0.1]",
+        ] {
             assert!(is_loopback_host(host), "{host}");
         }
         for host in ["10.0.0.5", "[2001:db8::1]", "relay.example", ""] {

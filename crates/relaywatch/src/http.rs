@@ -129,7 +129,10 @@ fn choose_eviction(open: &BTreeMap<u64, Conn>, client: IpAddr, limits: &Limits) 
     } else {
         return None;
     };
-    let of_client = || open.iter().filter(move |(_, conn)| conn.client == victim_client);
+    let of_client = || {
+        open.iter()
+            .filter(move |(_, conn)| conn.client == victim_client)
+    };
     of_client()
         .find(|(_, conn)| !conn.activity.busy())
         .or_else(|| of_client().next())
@@ -324,7 +327,11 @@ mod tests {
         let flooder = "10.0.0.66".parse().unwrap();
         assert_eq!(choose_eviction(&open, flooder, &limits()), Some(2));
         let scraper = "10.0.0.9".parse().unwrap();
-        assert_eq!(choose_eviction(&open, scraper, &limits()), None, "room left");
+        assert_eq!(
+            choose_eviction(&open, scraper, &limits()),
+            None,
+            "room left"
+        );
     }
 
     #[test]

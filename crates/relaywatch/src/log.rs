@@ -74,7 +74,9 @@ pub fn init(level: LogLevel, format: LogFormat) {
 
 /// Log lines dropped because stderr did not keep up.
 pub fn dropped_lines() -> u64 {
-    DROPPED.get().map_or(0, |counter| counter.dropped_lines() as u64)
+    DROPPED
+        .get()
+        .map_or(0, |counter| counter.dropped_lines() as u64)
 }
 
 /// At most this many characters of foreign text (relay or tor) reach a default-level log line.
@@ -108,7 +110,9 @@ pub fn excerpt(text: &str) -> String {
 }
 
 fn plain_or_redacted(word: &str) -> String {
-    const EDGE: &[char] = &['(', ')', '[', ']', '{', '}', '<', '>', ',', '.', ';', ':', '"', '\'', '`', '!', '?'];
+    const EDGE: &[char] = &[
+        '(', ')', '[', ']', '{', '}', '<', '>', ',', '.', ';', ':', '"', '\'', '`', '!', '?',
+    ];
     let core = word.trim_matches(EDGE);
     let start = word.len() - word.trim_start_matches(EDGE).len();
     let (prefix, suffix) = (&word[..start], &word[start + core.len()..]);
@@ -153,7 +157,10 @@ mod tests {
             // Only the redaction mark and ASCII punctuation around it remain.
             let rest = middle.replace("<redacted>", "");
             assert!(middle.contains("<redacted>"), "{secret}: {line}");
-            assert!(rest.chars().all(|c| c.is_ascii_punctuation()), "{secret}: {line}");
+            assert!(
+                rest.chars().all(|c| c.is_ascii_punctuation()),
+                "{secret}: {line}"
+            );
         }
     }
 
@@ -163,7 +170,10 @@ mod tests {
             excerpt("io: Connection refused (os error 111)"),
             "io: Connection refused (os error 111)"
         );
-        assert_eq!(excerpt("HTTP 500, \"peer not found\"."), "HTTP 500, \"peer not found\".");
+        assert_eq!(
+            excerpt("HTTP 500, \"peer not found\"."),
+            "HTTP 500, \"peer not found\"."
+        );
     }
 
     #[test]

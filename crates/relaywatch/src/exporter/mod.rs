@@ -87,7 +87,9 @@ pub struct Exporter {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a lock must not take the metrics down with it (the worker that
     // panicked is reported by the supervisor).
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Exporter {
@@ -133,7 +135,10 @@ impl Exporter {
 
     fn record(&self, source: Source, ok: bool, duration: Duration) {
         let mut published = self.published();
-        let was_up = published.health.get(source.as_str()).map(|health| health.up);
+        let was_up = published
+            .health
+            .get(source.as_str())
+            .map(|health| health.up);
         published
             .health
             .entry(source.as_str())
@@ -169,8 +174,9 @@ impl Exporter {
             let record =
                 move |ok: bool, duration: Duration| exporter.record(Source::Tor, ok, duration);
             let state = Arc::clone(&self.tor_state);
-            self.workers
-                .spawn("tor-control", move || tor::run(config, state, Arc::new(record)))?;
+            self.workers.spawn("tor-control", move || {
+                tor::run(config, state, Arc::new(record))
+            })?;
         }
         Ok(())
     }
@@ -197,7 +203,10 @@ impl Exporter {
                 Err(error) => {
                     // The relay's error text may quote the peer's enode: a class only by default,
                     // and at most one line a minute (every failure is in the counter).
-                    let failures = self.removal_failures_unlogged.fetch_add(1, Ordering::Relaxed) + 1;
+                    let failures = self
+                        .removal_failures_unlogged
+                        .fetch_add(1, Ordering::Relaxed)
+                        + 1;
                     let mut last = lock(&self.removal_warned_at);
                     if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
                         *last = Some(std::time::Instant::now());

@@ -53,7 +53,12 @@ impl Exporter {
             backoff = if relay.is_ok() {
                 self.interval
             } else {
-                backoff::next_delay(backoff, self.interval, self.interval * 10, backoff::random_unit())
+                backoff::next_delay(
+                    backoff,
+                    self.interval,
+                    self.interval * 10,
+                    backoff::random_unit(),
+                )
             };
             std::thread::sleep(backoff.saturating_sub(started.elapsed()));
         }
@@ -98,7 +103,11 @@ impl Exporter {
         let mut traffic = lock(&self.traffic);
         let started = Instant::now();
 
-        let was_up = self.published().health.get(Source::Sockets.as_str()).map(|h| h.up);
+        let was_up = self
+            .published()
+            .health
+            .get(Source::Sockets.as_str())
+            .map(|h| h.up);
         if diag.is_none() {
             *diag = SockDiag::open()
                 .map_err(|error| {
@@ -165,9 +174,7 @@ impl Exporter {
         drop(published);
         if let Some(first) = list.problems.first() {
             // Only the entry's position and a fixed problem text: nothing from the relay.
-            tracing::debug!(
-                "{unparsed} admin_peers entries incomplete; first: {first}"
-            );
+            tracing::debug!("{unparsed} admin_peers entries incomplete; first: {first}");
         }
     }
 
@@ -186,7 +193,9 @@ impl Exporter {
         }
         if new > 0 {
             // One line per poll, however many: a hostile reply must not flood the log.
-            tracing::warn!("{new} new clearnet peer connection(s) to an only-onion relay (privacy leak)");
+            tracing::warn!(
+                "{new} new clearnet peer connection(s) to an only-onion relay (privacy leak)"
+            );
         }
         for leak in leaks {
             if leak.new {

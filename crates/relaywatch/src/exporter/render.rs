@@ -71,7 +71,10 @@ impl Exporter {
         out.family(&WORKERS_UP);
         let workers = self.workers.snapshot();
         for name in labels::WORKER {
-            let mut of_name = workers.iter().filter(|(worker, _)| *worker == name).peekable();
+            let mut of_name = workers
+                .iter()
+                .filter(|(worker, _)| *worker == name)
+                .peekable();
             if of_name.peek().is_some() {
                 let all_alive = of_name.all(|(_, alive)| *alive);
                 out.sample(&WORKERS_UP, &[name], if all_alive { 1.0 } else { 0.0 });

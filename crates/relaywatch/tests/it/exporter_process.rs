@@ -37,9 +37,12 @@ fn exporter(relay: &FakeRelay, listen: SocketAddr, mode: &str) -> Command {
 
 fn exporter_with_tor(relay: &FakeRelay, listen: SocketAddr, mode: &str) -> Command {
     let mut command = Command::new(binary());
-    command
-        .args(["exporter", "--mode", mode])
-        .args(["--relay-admin-url", &relay.url(), "--listen", &listen.to_string()]);
+    command.args(["exporter", "--mode", mode]).args([
+        "--relay-admin-url",
+        &relay.url(),
+        "--listen",
+        &listen.to_string(),
+    ]);
     command
 }
 
@@ -52,17 +55,32 @@ fn idle_connections_cannot_starve_scrapes() {
     let listen = SocketAddr::new(ip, lab::tornet::free_port().unwrap());
     let inner = exporter(&relay, listen, "clearnet");
     let mut command = Command::new("prlimit");
-    command.arg("--nofile=256:256").arg("--").arg(inner.get_program()).args(inner.get_args());
+    command
+        .arg("--nofile=256:256")
+        .arg("--")
+        .arg(inner.get_program())
+        .args(inner.get_args());
     let _child = lab::process::spawn("flooded", command, &dir.path().join("flooded.log")).unwrap();
     eventually("the exporter serving", Duration::from_secs(15), || {
         lab::rpc::get_text(listen, "/readyz").ok()
     });
-    let idle: Vec<TcpStream> = (0..300).filter_map(|_| TcpStream::connect(listen).ok()).collect();
+    let idle: Vec<TcpStream> = (0..300)
+        .filter_map(|_| TcpStream::connect(listen).ok())
+        .collect();
     assert!(idle.len() >= 250, "only {} connections opened", idle.len());
-    let samples = eventually("a scrape through the flood", Duration::from_secs(20), || {
-        Some(parse_exposition(&lab::rpc::get_text(listen, "/metrics").ok()?))
-    });
-    assert_eq!(value(&samples, "relaywatch_source_up{source=\"relay\"}"), 1.0);
+    let samples = eventually(
+        "a scrape through the flood",
+        Duration::from_secs(20),
+        || {
+            Some(parse_exposition(
+                &lab::rpc::get_text(listen, "/metrics").ok()?,
+            ))
+        },
+    );
+    assert_eq!(
+        value(&samples, "relaywatch_source_up{source=\"relay\"}"),
+        1.0
+    );
     drop(idle);
 }
 
@@ -94,15 +112,33 @@ fn process_start_time_is_exported() {
     let ip = ip();
     let relay = empty_relay(ip);
     let listen = SocketAddr::new(ip, lab::tornet::free_port().unwrap());
-    let now = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+    let now = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
     let before = now();
-    let _child = lab::process::spawn("start", exporter(&relay, listen, "clearnet"), &dir.path().join("start.log")).unwrap();
+    let _child = lab::process::spawn(
+        "start",
+        exporter(&relay, listen, "clearnet"),
+        &dir.path().join("start.log"),
+    )
+    .unwrap();
     let samples = eventually("a scrape", Duration::from_secs(15), || {
-        Some(parse_exposition(&lab::rpc::get_text(listen, "/metrics").ok()?))
+        Some(parse_exposition(
+            &lab::rpc::get_text(listen, "/metrics").ok()?,
+        ))
     });
     let started = value(&samples, "process_start_time_seconds");
-    assert!(started >= before.floor() && started <= now(), "{before} <= {started}");
-    assert_eq!(value(&samples, "relaywatch_worker_up{worker=\"poller\"}"), 1.0);
+    assert!(
+        started >= before.floor() && started <= now(),
+        "{before} <= {started}"
+    );
+    assert_eq!(
+        value(&samples, "relaywatch_worker_up{worker=\"poller\"}"),
+        1.0
+    );
 }
 
 /// Start-up checks: settings that cannot work are refused (exit 2, named); settings that
@@ -126,9 +162,23 @@ fn start_up_checks() {
         (code, stderr)
     };
     for (args, named) in [
-        (&["--mode", "clearnet", "--poll-interval", "1ms"][..], "100ms"),
-        (&["--mode", "clearnet", "--relay-admin-url", "http://"][..], "no host"),
-        (&["--mode", "clearnet", "--relay-admin-url", "http://127.0.0.1:8545"][..], "RPC proxy"),
+        (
+            &["--mode", "clearnet", "--poll-interval", "1ms"][..],
+            "100ms",
+        ),
+        (
+            &["--mode", "clearnet", "--relay-admin-url", "http://"][..],
+            "no host",
+        ),
+        (
+            &[
+                "--mode",
+                "clearnet",
+                "--relay-admin-url",
+                "http://127.0.0.1:8545",
+            ][..],
+            "RPC proxy",
+        ),
     ] {
         let (code, stderr) = run(args);
         assert_eq!(code, Some(2), "{args:?}: {stderr}");
@@ -146,8 +196,14 @@ fn start_up_checks() {
         let text = std::fs::read_to_string(&log).ok()?;
         text.contains("serving").then_some(text)
     });
-    assert!(text.contains("--enforce has no effect in mode clearnet"), "{text}");
+    assert!(
+        text.contains("--enforce has no effect in mode clearnet"),
+        "{text}"
+    );
     assert!(text.contains("leak guard off"), "{text}");
     assert!(!text.contains("enforcing"), "{text}");
-    assert!(text.contains("--tor-control is not a loopback address"), "{text}");
+    assert!(
+        text.contains("--tor-control is not a loopback address"),
+        "{text}"
+    );
 }

@@ -86,7 +86,9 @@ fn serve(stream: TcpStream, handler: &Handler, calls: &Calls) {
         let removal = method == "admin_removePeer";
         if removal {
             let now = calls.removals_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-            calls.removals_in_flight_max.fetch_max(now, Ordering::SeqCst);
+            calls
+                .removals_in_flight_max
+                .fetch_max(now, Ordering::SeqCst);
         }
         let answer = handler(&method);
         let Some(member) = answer else {

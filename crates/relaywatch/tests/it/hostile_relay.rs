@@ -18,7 +18,13 @@ use crate::support::{eventually, value};
 /// A leak into an only-onion relay, as admin_peers lists it.
 fn leak(index: u32) -> String {
     let id = format!("{index:0128x}");
-    peer_entry(&id, &format!("198.51.100.77:{}", 30000 + index), "10.0.0.5:30303", &format!("198.51.100.77:{}", 30000 + index), true)
+    peer_entry(
+        &id,
+        &format!("198.51.100.77:{}", 30000 + index),
+        "10.0.0.5:30303",
+        &format!("198.51.100.77:{}", 30000 + index),
+        true,
+    )
 }
 
 fn subnet_ip(host: u8) -> IpAddr {
@@ -36,14 +42,28 @@ fn binary() -> PathBuf {
 fn exporter_command(relay: &FakeRelay, listen: SocketAddr) -> Command {
     let mut command = Command::new(binary());
     command
-        .args(["exporter", "--mode", "only-onion", "--enforce", "--tor-control", "off"])
-        .args(["--poll-interval", "200ms", "--relay-admin-url", &relay.url()])
+        .args([
+            "exporter",
+            "--mode",
+            "only-onion",
+            "--enforce",
+            "--tor-control",
+            "off",
+        ])
+        .args([
+            "--poll-interval",
+            "200ms",
+            "--relay-admin-url",
+            &relay.url(),
+        ])
         .args(["--listen", &listen.to_string()]);
     command
 }
 
 fn scrape(listen: SocketAddr) -> Option<Samples> {
-    Some(parse_exposition(&lab::rpc::get_text(listen, "/metrics").ok()?))
+    Some(parse_exposition(
+        &lab::rpc::get_text(listen, "/metrics").ok()?,
+    ))
 }
 
 fn start(name: &str, command: Command, dir: &Path) -> lab::process::Child {
@@ -57,7 +77,13 @@ fn malformed_entries_never_switch_the_leak_guard_off() {
     let dir = tempfile::tempdir().unwrap();
     let ip = subnet_ip(1);
     let entries = [
-        peer_entry("aa", "[fe80::1]:30303", "[fe80::2%lo]:30303", "[fe80::1%eth0]:30303", true),
+        peer_entry(
+            "aa",
+            "[fe80::1]:30303",
+            "[fe80::2%lo]:30303",
+            "[fe80::1%eth0]:30303",
+            true,
+        ),
         peer_entry("bb", "198.51.100.8:1", "10.0.0.5:30303", "", true),
         r#"{"id":"cc","enode":"enode://cc@198.51.100.9:1"}"#.to_string(),
         leak(1),
@@ -70,13 +96,28 @@ fn malformed_entries_never_switch_the_leak_guard_off() {
     let relay = FakeRelay::start(SocketAddr::new(ip, 0), handler);
     let listen = SocketAddr::new(ip, lab::tornet::free_port().unwrap());
     let _exporter = start("malformed", exporter_command(&relay, listen), dir.path());
-    let samples = eventually("the leak counted and removed", Duration::from_secs(20), || {
-        let samples = scrape(listen)?;
-        (value(&samples, "relaywatch_leak_removals_total{result=\"ok\"}") >= 1.0).then_some(samples)
-    });
-    assert_eq!(value(&samples, "relaywatch_source_up{source=\"relay\"}"), 1.0);
-    assert_eq!(value(&samples, "relaywatch_clearnet_leaks_total"), 2.0, "the leak and the link-local peer");
-    assert_eq!(value(&samples, "p2p_peers_clearnet{direction=\"inbound\"}"), 2.0);
+    let samples = eventually(
+        "the leak counted and removed",
+        Duration::from_secs(20),
+        || {
+            let samples = scrape(listen)?;
+            (value(&samples, "relaywatch_leak_removals_total{result=\"ok\"}") >= 1.0)
+                .then_some(samples)
+        },
+    );
+    assert_eq!(
+        value(&samples, "relaywatch_source_up{source=\"relay\"}"),
+        1.0
+    );
+    assert_eq!(
+        value(&samples, "relaywatch_clearnet_leaks_total"),
+        2.0,
+        "the leak and the link-local peer"
+    );
+    assert_eq!(
+        value(&samples, "p2p_peers_clearnet{direction=\"inbound\"}"),
+        2.0
+    );
     assert!(value(&samples, "relaywatch_relay_unparsed_peers_total") >= 2.0);
     assert!(relay.calls.count("admin_removePeer") >= 1);
 }
@@ -103,14 +144,22 @@ fn hanging_removals_do_not_stall_the_poll_loop() {
         (in_flight >= 1).then(|| relay.calls.count("admin_peers"))
     });
     // Before the fix one poll waited 3 s per removal: 200 leaks, 600 s per poll.
-    eventually("ten more admin_peers polls while removals hang", Duration::from_secs(30), || {
-        (relay.calls.count("admin_peers") >= polls_before + 10).then_some(())
-    });
+    eventually(
+        "ten more admin_peers polls while removals hang",
+        Duration::from_secs(30),
+        || (relay.calls.count("admin_peers") >= polls_before + 10).then_some(()),
+    );
     let samples = scrape(listen).unwrap();
     assert_eq!(value(&samples, "relaywatch_clearnet_leaks_total"), 200.0);
-    assert_eq!(value(&samples, "relaywatch_source_up{source=\"relay\"}"), 1.0);
+    assert_eq!(
+        value(&samples, "relaywatch_source_up{source=\"relay\"}"),
+        1.0
+    );
     assert!(value(&samples, "relaywatch_leak_removals_pending") >= 190.0);
-    let most = relay.calls.removals_in_flight_max.load(std::sync::atomic::Ordering::SeqCst);
+    let most = relay
+        .calls
+        .removals_in_flight_max
+        .load(std::sync::atomic::Ordering::SeqCst);
     assert!((1..=4).contains(&most), "{most} removals at once");
 }
 
@@ -157,7 +206,10 @@ fn environment_proxies_are_ignored() {
         let samples = scrape(listen)?;
         (value(&samples, "relaywatch_leak_removals_total{result=\"ok\"}") >= 1.0).then_some(())
     });
-    assert!(proxy.accept().is_err(), "the exporter connected to the environment's proxy");
+    assert!(
+        proxy.accept().is_err(),
+        "the exporter connected to the environment's proxy"
+    );
 }
 
 /// A pipe: (read end, write end).
@@ -179,13 +231,18 @@ fn a_closed_stderr_does_not_stop_the_guard() {
     let (read_end, write_end) = pipe();
     drop(read_end); // every write to stderr now fails with EPIPE
     let mut command = exporter_command(&relay, listen);
-    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(write_end));
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(write_end));
     let mut child = command.spawn().unwrap();
     let result = std::panic::catch_unwind(|| {
         // Every poll lists the leak again, so every poll asks for its removal again.
-        eventually("removals go on after many log lines", Duration::from_secs(30), || {
-            (relay.calls.count("admin_removePeer") >= 10).then_some(())
-        });
+        eventually(
+            "removals go on after many log lines",
+            Duration::from_secs(30),
+            || (relay.calls.count("admin_removePeer") >= 10).then_some(()),
+        );
         let health = lab::rpc::get_text(listen, "/healthz").unwrap();
         assert_eq!(health, "ok\n");
     });
@@ -207,13 +264,18 @@ fn a_stalled_stderr_does_not_stop_the_guard() {
     unsafe { libc::fcntl(write_end.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
     let mut command = exporter_command(&relay, listen);
     command.args(["--log-level", "debug"]);
-    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(write_end));
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(write_end));
     let mut child = command.spawn().unwrap();
     let result = std::panic::catch_unwind(|| {
         // 60 polls at 200 ms, each with debug lines: far more than one page of log.
-        eventually("polls go on with stderr full", Duration::from_secs(40), || {
-            (relay.calls.count("admin_peers") >= 60).then_some(())
-        });
+        eventually(
+            "polls go on with stderr full",
+            Duration::from_secs(40),
+            || (relay.calls.count("admin_peers") >= 60).then_some(()),
+        );
         let mut queued: libc::c_int = 0;
         // SAFETY: FIONREAD writes one int: the bytes waiting in the pipe.
         unsafe { libc::ioctl(read_end.as_raw_fd(), libc::FIONREAD, &mut queued) };

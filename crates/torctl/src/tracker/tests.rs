@@ -284,12 +284,7 @@ fn memory_is_bounded() {
     assert_eq!(tracker.counters().dials_total, 10_000);
     // Unfinished streams expire after pending_ttl.
     let later = t0 + Duration::from_secs(10_000);
-    tracker.observe(
-        &Event::Other {
-            keyword: "X",
-        },
-        later,
-    );
+    tracker.observe(&Event::Other { keyword: "X" }, later);
     assert_eq!(tracker.tracked(), (0, 0));
 }
 

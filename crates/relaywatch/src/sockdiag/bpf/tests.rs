@@ -30,7 +30,6 @@ fn kept(program: &[Instruction], packet: &[u8]) -> bool {
     }
 }
 
-
 /// Every local port (remote fixed) and every remote port (local fixed), IPv4 and IPv6.
 fn check_exact(ports: &PortFilter, program: &[Instruction]) {
     check(program).unwrap_or_else(|rule| panic!("checker: {rule} for {ports:?}"));

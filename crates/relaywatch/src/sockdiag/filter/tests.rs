@@ -29,7 +29,6 @@ fn check_exact(filter: &PortFilter, program: &[u8]) {
     }
 }
 
-
 #[test]
 fn ranges_merge_neighbours_and_coarsen_across_the_smallest_gaps() {
     let ports: BTreeSet<u16> = [1, 2, 3, 10, 12, 100, 65535].into_iter().collect();

@@ -13,8 +13,11 @@ use crate::sockdiag::filter::{compile_bytecode, is_exact, kernel, PortFilter, MA
 /// proptest's own collections keep a shrinkable tree per element, far too slow for thousands.
 fn ports(max: usize) -> impl Strategy<Value = BTreeSet<u16>> {
     let few = prop::collection::btree_set(any::<u16>(), 0..max.min(64));
-    let scattered = (any::<u64>(), 0..max)
-        .prop_map(|(seed, n)| crate::sockdiag::testing::spread(n, seed).into_iter().collect());
+    let scattered = (any::<u64>(), 0..max).prop_map(|(seed, n)| {
+        crate::sockdiag::testing::spread(n, seed)
+            .into_iter()
+            .collect()
+    });
     let runs = prop::collection::vec((any::<u16>(), 1u16..200), 0..max.min(50)).prop_map(|runs| {
         runs.into_iter()
             .flat_map(|(start, len)| (start..=start.saturating_add(len)).collect::<Vec<_>>())

@@ -81,9 +81,19 @@ struct Entry<'a> {
 
 #[derive(Deserialize, Default)]
 struct Network<'a> {
-    #[serde(borrow, default, rename = "localAddress", deserialize_with = "lenient_str")]
+    #[serde(
+        borrow,
+        default,
+        rename = "localAddress",
+        deserialize_with = "lenient_str"
+    )]
     local: Option<Cow<'a, str>>,
-    #[serde(borrow, default, rename = "remoteAddress", deserialize_with = "lenient_str")]
+    #[serde(
+        borrow,
+        default,
+        rename = "remoteAddress",
+        deserialize_with = "lenient_str"
+    )]
     remote: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "lenient_bool")]
     inbound: Option<bool>,
@@ -188,7 +198,12 @@ pub fn parse_endpoint(text: &str, zone_index: &dyn Fn(&str) -> Option<u32>) -> O
         .ok()
         .or_else(|| zone_index(zone))
         .unwrap_or(0);
-    Some(SocketAddr::V6(SocketAddrV6::new(ip.parse().ok()?, port, 0, scope)))
+    Some(SocketAddr::V6(SocketAddrV6::new(
+        ip.parse().ok()?,
+        port,
+        0,
+        scope,
+    )))
 }
 
 /// Any JSON value: a string gives `Some`, anything else (number, object, null…) `None`.

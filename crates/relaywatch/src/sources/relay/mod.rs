@@ -53,7 +53,11 @@ impl RelayError {
                 self.class(),
                 crate::log::excerpt(reason)
             ),
-            _ => format!("{}: {}", self.class(), crate::log::excerpt(&self.to_string())),
+            _ => format!(
+                "{}: {}",
+                self.class(),
+                crate::log::excerpt(&self.to_string())
+            ),
         }
     }
 }
@@ -135,4 +139,3 @@ impl RelayClient {
         }
     }
 }
-

@@ -22,7 +22,8 @@ fn json_value() -> impl Strategy<Value = String> {
     ];
     leaf.prop_recursive(3, 16, 4, |inner| {
         prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(|items| format!("[{}]", items.join(","))),
+            prop::collection::vec(inner.clone(), 0..4)
+                .prop_map(|items| format!("[{}]", items.join(","))),
             prop::collection::vec(("[a-zA-Z]{1,14}", inner), 0..4).prop_map(|members| {
                 let members: Vec<String> = members
                     .into_iter()

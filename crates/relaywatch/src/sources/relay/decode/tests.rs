@@ -137,7 +137,9 @@ fn zoned_ipv6_addresses_as_go_prints_them() {
     }
     let body = format!(
         r#"{{"result":[{}]}}"#,
-        entry(r#"{"localAddress":"[fe80::2%eth0]:30303","remoteAddress":"[fe80::1%eth0]:30303","inbound":true}"#)
+        entry(
+            r#"{"localAddress":"[fe80::2%eth0]:30303","remoteAddress":"[fe80::1%eth0]:30303","inbound":true}"#
+        )
     );
     let list = parse_admin_peers(body.as_bytes(), &zones).unwrap();
     assert!(list.problems.is_empty(), "{:?}", list.problems);
@@ -169,8 +171,13 @@ fn never_panics_on_mangled_input() {
 
 #[test]
 fn entries_past_the_limit_are_counted_not_decoded() {
-    let entry = entry(r#"{"localAddress":"10.0.0.5:30303","remoteAddress":"198.51.100.77:30303","inbound":true}"#);
-    let body = format!(r#"{{"result":[{}]}}"#, vec![entry; MAX_ENTRIES + 3].join(","));
+    let entry = entry(
+        r#"{"localAddress":"10.0.0.5:30303","remoteAddress":"198.51.100.77:30303","inbound":true}"#,
+    );
+    let body = format!(
+        r#"{{"result":[{}]}}"#,
+        vec![entry; MAX_ENTRIES + 3].join(",")
+    );
     let list = parse(&body).unwrap();
     assert_eq!(list.peers.len(), MAX_ENTRIES);
     assert_eq!(list.over_limit, 3);
