@@ -111,11 +111,7 @@ fn tor_cookie_files_tor_names_are_used_only_when_they_look_like_cookies() {
     let dir = tempfile::tempdir().unwrap();
     // A fifo: opening it for reading would wait for a writer forever.
     let fifo = dir.path().join("fifo");
-    assert!(std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    mkfifo(&fifo);
     let fake = fake_tor(protocolinfo("COOKIE,SAFECOOKIE", Some(&fifo)));
     let (_exporter, _, log) = exporter(dir.path(), fake.address, &[]);
     // Before the fix the tor thread hung in open(2) here, and nothing was ever logged.
@@ -176,11 +172,7 @@ fn tor_cookie_a_huge_or_fifo_cookie_is_refused_with_bounded_memory_and_no_hang()
 
     // A configured fifo: refused at once instead of hanging the tor thread.
     let fifo = dir.path().join("fifo");
-    assert!(std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    mkfifo(&fifo);
     let other = tempfile::tempdir().unwrap();
     let (_exporter, _, log) = exporter(
         other.path(),
@@ -189,4 +181,13 @@ fn tor_cookie_a_huge_or_fifo_cookie_is_refused_with_bounded_memory_and_no_hang()
     );
     logged(&log, "tor source");
     logged(&log, "is a fifo, not a regular file");
+}
+
+/// Makes a fifo at `path` (opening it for reading would wait for a writer forever).
+fn mkfifo(path: &std::path::Path) {
+    assert!(std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap()
+        .success());
 }

@@ -116,16 +116,12 @@ fn only_selected_sockets_reach_userspace_and_a_new_filter_applies_at_once() {
                 .flat_map(|p| [p.client_tuple(), p.server_tuple()]),
         )
         .collect();
-    relay_pairs.into_iter().for_each(Pair::close_orderly);
-    other_pairs.into_iter().for_each(Pair::close_orderly);
-    let got = collect(&mut listener, &relay_servers, Duration::from_millis(300));
-    let leaked: Vec<_> = not_selected
-        .iter()
-        .filter(|t| got.contains_key(*t))
-        .collect();
-    assert!(
-        leaked.is_empty(),
-        "events of unselected sockets: {leaked:?}"
+    close_and_check(
+        &mut listener,
+        relay_pairs,
+        other_pairs,
+        &relay_servers,
+        &not_selected,
     );
 
     // The poller learns other ports: the relay's clients (remote port) and the other listener.
@@ -147,16 +143,12 @@ fn only_selected_sockets_reach_userspace_and_a_new_filter_applies_at_once() {
         .map(Pair::server_tuple)
         .chain(other_pairs.iter().map(Pair::client_tuple))
         .collect();
-    relay_pairs.into_iter().for_each(Pair::close_orderly);
-    other_pairs.into_iter().for_each(Pair::close_orderly);
-    let got = collect(&mut listener, &want, Duration::from_millis(300));
-    let leaked: Vec<_> = not_selected
-        .iter()
-        .filter(|t| got.contains_key(*t))
-        .collect();
-    assert!(
-        leaked.is_empty(),
-        "events of unselected sockets: {leaked:?}"
+    close_and_check(
+        &mut listener,
+        relay_pairs,
+        other_pairs,
+        &want,
+        &not_selected,
     );
     assert_eq!(listener.overruns(), 0);
 }
@@ -238,4 +230,26 @@ fn no_overruns_when_thousands_of_unrelated_connections_close_at_once() {
         filtered.overruns()
     );
     assert_eq!(filtered.overruns(), 0, "the filtered listener overflowed");
+}
+
+/// Closes both sets of connections, waits for the events of `want`, and checks that no event
+/// of a socket in `not_selected` came through the filter.
+fn close_and_check(
+    listener: &mut DestroyListener,
+    relay_pairs: Vec<Pair>,
+    other_pairs: Vec<Pair>,
+    want: &[Tuple],
+    not_selected: &[Tuple],
+) {
+    relay_pairs.into_iter().for_each(Pair::close_orderly);
+    other_pairs.into_iter().for_each(Pair::close_orderly);
+    let got = collect(listener, want, Duration::from_millis(300));
+    let leaked: Vec<_> = not_selected
+        .iter()
+        .filter(|t| got.contains_key(*t))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "events of unselected sockets: {leaked:?}"
+    );
 }
