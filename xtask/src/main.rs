@@ -16,8 +16,10 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  lab     start the local lab: a private Tor network and lab relays in the three modes
-          (extra arguments are passed to the lab, e.g. `cargo xtask lab -- --help`)
+  lab     start the local lab: a private Tor network, lab relays in the three modes, a
+          relaywatch exporter beside each, Prometheus, Alertmanager and notification sinks
+          (extra arguments are passed to the lab, e.g. `cargo xtask lab -- --help`,
+          `cargo xtask lab -- drill all --dir DIR`)
   test    install what the tests need, then run every test of the workspace
   codegen regenerate the deploy bundle's generated files (PrometheusRule, dashboard
           ConfigMaps, runbook_url annotations, normalised dashboards)
@@ -79,7 +81,15 @@ fn run(mut command: Command) -> Result<()> {
 fn lab(args: &[String]) -> Result<()> {
     packages::ensure(packages::LAB)?;
     let mut build = cargo();
-    build.args(["build", "--package", "labrelay", "--package", "lab"]);
+    build.args([
+        "build",
+        "--package",
+        "labrelay",
+        "--package",
+        "lab",
+        "--package",
+        "relaywatch",
+    ]);
     run(build)?;
     let mut lab = Command::new(workspace_root().join("target/debug/relaywatch-lab"));
     lab.args(args.iter().filter(|arg| arg.as_str() != "--"));

@@ -15,11 +15,8 @@ const fn tool(program: &'static str, package: &'static str) -> Tool {
     Tool { program, package }
 }
 
-/// What `cargo xtask lab` needs.
-pub const LAB: &[Tool] = &[tool("tor", "tor"), tool("tor-gencert", "tor")];
-
-/// What `cargo xtask test` needs: the lab's tools plus the monitoring stack the later tests drive.
-pub const TEST: &[Tool] = &[
+/// What `cargo xtask lab` needs: the private Tor network and the monitoring stack it runs.
+pub const LAB: &[Tool] = &[
     tool("tor", "tor"),
     tool("tor-gencert", "tor"),
     tool("prometheus", "prometheus"),
@@ -27,6 +24,9 @@ pub const TEST: &[Tool] = &[
     tool("prometheus-alertmanager", "prometheus-alertmanager"),
     tool("amtool", "prometheus-alertmanager"),
 ];
+
+/// What `cargo xtask test` needs: the same as the lab (the tests run a reduced lab).
+pub const TEST: &[Tool] = LAB;
 
 fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")

@@ -3,8 +3,10 @@
 //! Used by integration tests and by `cargo xtask lab`; never linked into the relaywatch sidecar.
 
 pub mod bench;
+pub mod control;
 pub mod exporters;
 pub mod lab;
+pub mod labfile;
 pub mod process;
 pub mod relays;
 pub mod rpc;
