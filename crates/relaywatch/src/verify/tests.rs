@@ -1,0 +1,1 @@
+//! Table tests of the criteria over hand-written Prometheus API replies.
