@@ -284,15 +284,15 @@ fn compare_peers(
         tries.iter().any(Attempt::routes_match) && tries.iter().any(Attempt::total_matches)
     };
     for round in 0..ATTEMPTS {
-        if round > 0 {
-            // One scrape interval plus a poll of the exporter, so the next read is newer.
-            sources.sleep(scrape_interval + Duration::from_secs(1));
-        }
         let pending: Vec<usize> = (0..config.relays.len())
             .filter(|index| !settled(&attempts[*index]))
             .collect();
         if pending.is_empty() {
             break;
+        }
+        if round > 0 {
+            // One scrape interval plus a poll of the exporter, so the next read is newer.
+            sources.sleep(scrape_interval + Duration::from_secs(1));
         }
         let read = |relay: &Relay| {
             sources
