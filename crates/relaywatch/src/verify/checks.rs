@@ -206,8 +206,8 @@ pub fn check_dashboards(facts: &Facts) -> Verdict {
     )
 }
 
-/// 5. Rules loaded, Alertmanager configured, and every firing alert explained by a failure of
-/// another criterion for the same pod. `explained` holds those pods.
+/// Criterion 5: rules loaded, Alertmanager configured, and every firing alert explained by a
+/// failure of another criterion for the same pod (`explained` holds those pods).
 pub fn check_alerts(config: &Config, facts: &Facts, explained: &BTreeSet<String>) -> Verdict {
     let summary = "alerts";
     let mut problems = Vec::new();

@@ -178,10 +178,9 @@ fn base_url(field: &str, url: &str) -> Result<String, String> {
         return Err(bad("no usable host"));
     }
     if let Some((host, port)) = authority.rsplit_once(':') {
-        if !host.ends_with(']') || authority.starts_with('[') {
-            if host.is_empty() || port.parse::<u16>().ok().filter(|p| *p != 0).is_none() {
-                return Err(bad("bad host or port"));
-            }
+        let has_port = !authority.starts_with('[') || host.ends_with(']');
+        if has_port && (host.is_empty() || port.parse::<u16>().ok().filter(|p| *p != 0).is_none()) {
+            return Err(bad("bad host or port"));
         }
     }
     Ok(url.trim_end_matches('/').to_string())
@@ -223,6 +222,16 @@ mod tests {
             vec![IpAddr::from([127, 0, 0, 2])]
         );
         assert_eq!(config.relays[1].name(), "gethrelay/gethrelay-clearnet-0");
+        for url in [
+            "http://[::1]:9090",
+            "http://[::1]",
+            "https://prometheus.example:443/",
+        ] {
+            assert!(base_url("prometheus", url).is_ok(), "{url}");
+        }
+        for url in ["http://:9090", "http://a:0", "http://[::1]:x", "ftp://a"] {
+            assert!(base_url("prometheus", url).is_err(), "{url}");
+        }
     }
 
     /// Each bad file, and words its error must contain (the field and the fix).

@@ -49,6 +49,16 @@ fn labels(job: &str, pod: &str) -> serde_json::Value {
     json!({"job": job, "namespace": "gethrelay", "pod": pod})
 }
 
+/// Prometheus's (tor, clearnet, dashboard total) for one pod and attempt.
+type PeerReading = (Option<f64>, Option<f64>, Option<f64>);
+/// A case: its name, a change to the healthy fake, the expected outcome, words of the report.
+type Case = (
+    &'static str,
+    Box<dyn Fn(&mut Fake)>,
+    &'static str,
+    Vec<&'static str>,
+);
+
 /// Canned sources; every field is one reply (or one per read, the last repeating).
 struct Fake {
     /// When set, Prometheus answers every request with this body.
@@ -61,7 +71,7 @@ struct Fake {
     alertmanager: Result<String, String>,
     admin: BTreeMap<&'static str, Vec<Result<String, String>>>,
     /// Per pod and attempt: (tor, clearnet, dashboard total); `None` is "no series".
-    prometheus_peers: BTreeMap<&'static str, Vec<(Option<f64>, Option<f64>, Option<f64>)>>,
+    prometheus_peers: BTreeMap<&'static str, Vec<PeerReading>>,
     leak_samples: Vec<(f64, f64)>,
     /// Dashboard queries containing this return no data.
     empty: Option<&'static str>,
@@ -250,7 +260,7 @@ fn criteria_table() {
     let timeout = || {
         Err("unreachable: cannot reach the relay's admin API at http://127.0.0.1:18547: timeout: global".to_string())
     };
-    let cases: Vec<(&str, Box<dyn Fn(&mut Fake)>, &str, Vec<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         ("healthy", Box::new(|_| {}), "PPPPPPP", vec!["PASS 1 targets up: 2 of 2", "2 of 2 relays match", "heartbeat, fine", "empty as allowed"]),
         ("exporter down explains its alert", Box::new(|fake| {
             fake.up[3].2 = 0.0;
