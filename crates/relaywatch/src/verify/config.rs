@@ -55,8 +55,7 @@ struct RawRelay {
     tor_source_addrs: Option<Vec<String>>,
 }
 
-const EXAMPLE: &str =
-    "see `relaywatch verify --help` or the README's \"Verifying a cluster\" section for an example";
+const EXAMPLE: &str = "see the README's \"Verifying a cluster\" section for an example";
 
 /// Parses and checks the configuration; the error names the field and the fix.
 pub fn parse(text: &str) -> Result<Config, String> {
