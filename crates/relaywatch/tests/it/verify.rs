@@ -22,8 +22,14 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// Runs `relaywatch verify` with every proxy variable pointing at the discard port: a client
+/// that used one would fail every request, so a passing run also shows that none is used.
 fn verify(config: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_relaywatch"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_relaywatch"));
+    for var in ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
+        command.env(var, "http://127.0.0.1:9");
+    }
+    command
         .arg("verify")
         .arg("--config")
         .arg(config)
