@@ -1,7 +1,7 @@
 //! Criteria 1, 2, 3 and 5 of the PRD's success criteria, as pure functions of the gathered facts
 //! (targets up, scrapes clean, dashboards live, alerts explained).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::api::Labels;
 use super::config::Config;
@@ -155,6 +155,8 @@ pub fn check_dashboards(facts: &Facts) -> Verdict {
     };
     let mut problems = Vec::new();
     let mut details = Vec::new();
+    // Query errors grouped by their text: an unreachable Prometheus is one line, not 65.
+    let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let (mut n_data, mut n_allowed, mut n_errors, mut n_empty) = (0, 0, 0, 0);
     for outcome in outcomes {
         let place = format!("{}.json {:?}", outcome.query.dashboard, outcome.query.panel);
@@ -172,7 +174,10 @@ pub fn check_dashboards(facts: &Facts) -> Verdict {
         match &outcome.result {
             Err(error) => {
                 n_errors += 1;
-                problems.push(format!("{place}: {error}: {}", outcome.expr));
+                errors
+                    .entry(error.clone())
+                    .or_default()
+                    .push(format!("{place}: {error}: {}", outcome.expr));
             }
             Ok(0) if dashboards::empty_allowed(names) => {
                 n_allowed += 1;
@@ -187,6 +192,13 @@ pub fn check_dashboards(facts: &Facts) -> Verdict {
                 problems.push(format!("{place}: no data, not allowed: {}", outcome.expr));
             }
             Ok(_) => n_data += 1,
+        }
+    }
+    for (error, lines) in errors {
+        if lines.len() > 3 {
+            problems.push(format!("{} queries failed: {error}", lines.len()));
+        } else {
+            problems.extend(lines);
         }
     }
     let n_dashboards: BTreeSet<&str> = outcomes

@@ -38,22 +38,26 @@ impl HttpSources {
     }
 
     /// GETs `url`; any HTTP status returns its body (Prometheus explains errors in JSON),
-    /// except when the body is empty.
+    /// except when the body is empty. Errors name the URL without its query string, so that
+    /// one unreachable Prometheus reads the same for every query.
     fn get(&self, url: &str) -> Result<String, String> {
+        let url_for_errors = url.split('?').next().unwrap_or(url);
         let mut response = self
             .agent
             .get(url)
             .call()
-            .map_err(|error| format!("cannot reach {url}: {error}"))?;
+            .map_err(|error| format!("cannot reach {url_for_errors}: {error}"))?;
         let status = response.status().as_u16();
         let body = response
             .body_mut()
             .with_config()
             .limit(MAX_BODY_BYTES)
             .read_to_string()
-            .map_err(|error| format!("{url}: HTTP {status}, unreadable body: {error}"))?;
+            .map_err(|error| {
+                format!("{url_for_errors}: HTTP {status}, unreadable body: {error}")
+            })?;
         if status != 200 && body.trim().is_empty() {
-            return Err(format!("{url}: HTTP {status}"));
+            return Err(format!("{url_for_errors}: HTTP {status}"));
         }
         Ok(body)
     }

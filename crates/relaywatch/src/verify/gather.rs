@@ -244,7 +244,15 @@ pub fn gather(config: &Config, sources: &dyn Sources) -> Facts {
         .as_ref()
         .ok()
         .and_then(|queries| dashboards::peer_count_query(queries).cloned());
-    let peers = compare_peers(config, sources, peer_query.as_ref(), scrape_interval);
+    // Retrying helps when Prometheus lags the relay, not when it cannot answer at all.
+    let attempts = if targets.is_ok() { ATTEMPTS } else { 1 };
+    let peers = compare_peers(
+        config,
+        sources,
+        peer_query.as_ref(),
+        scrape_interval,
+        attempts,
+    );
 
     let now = sources.now();
     let leaks = sources
@@ -272,18 +280,19 @@ pub fn gather(config: &Config, sources: &dyn Sources) -> Facts {
 }
 
 /// Criteria 4 and 7's attempts, for all relays at once, until each relay matched both or
-/// [`ATTEMPTS`] ran out.
+/// `max_attempts` ran out.
 fn compare_peers(
     config: &Config,
     sources: &dyn Sources,
     peer_query: Option<&Query>,
     scrape_interval: Duration,
+    max_attempts: usize,
 ) -> Vec<Vec<Attempt>> {
     let mut attempts: Vec<Vec<Attempt>> = vec![Vec::new(); config.relays.len()];
     let settled = |tries: &Vec<Attempt>| {
         tries.iter().any(Attempt::routes_match) && tries.iter().any(Attempt::total_matches)
     };
-    for round in 0..ATTEMPTS {
+    for round in 0..max_attempts {
         let pending: Vec<usize> = (0..config.relays.len())
             .filter(|index| !settled(&attempts[*index]))
             .collect();

@@ -76,10 +76,11 @@ fn per_relay(
                     .map_or("not compared".to_string(), |attempt| {
                         describe(attempt, numbers)
                     });
+                let n = attempts.len();
                 problems.push(format!(
-                    "{}: no match in {} attempts; last: {last}",
+                    "{}: no match in {n} attempt{}; last: {last}",
                     relay.name(),
-                    attempts.len()
+                    if n == 1 { "" } else { "s" }
                 ));
                 failed.insert(relay.name());
             }
@@ -211,11 +212,15 @@ pub fn check_only_onion(config: &Config, facts: &Facts) -> Verdict {
                 }
             }
         };
+        let max = |n_reads: usize, max: String| match n_reads {
+            0 => "unknown (no read)".to_string(),
+            n => format!("max {max} over {n} reads"),
+        };
         details.push(format!(
-            "{}: clearnet peers: Prometheus max {prometheus_max} over {} reads, admin_peers max {admin_max} over {} reads; leaks in 1h: {}",
+            "{}: clearnet peers: Prometheus {}, admin_peers {}; leaks in 1h: {}",
             relay.name(),
-            prometheus.len(),
-            admin.len(),
+            max(prometheus.len(), prometheus_max.to_string()),
+            max(admin.len(), admin_max.to_string()),
             leaks.map_or("unknown".to_string(), |leaks| leaks.to_string())
         ));
     }

@@ -289,7 +289,7 @@ fn criteria_table() {
         ("leak in the last hour", Box::new(|fake| fake.leak_samples = vec![(NOW - 3590.0, 4.0), (NOW - 10.0, 5.0)]), "PPPPPFP", vec!["1 clearnet leaks counted in the last hour"]),
         ("young leak series", Box::new(|fake| fake.leak_samples = vec![(NOW - 60.0, 0.0), (NOW - 10.0, 0.0)]), "PPPPPPP", vec!["leaks in 1h: 0"]),
         ("no leak series", Box::new(|fake| fake.leak_samples = vec![]), "PPPPPFP", vec!["no relaywatch_clearnet_leaks_total{mode=\"only-onion\"} series"]),
-        ("prometheus not JSON", Box::new(|fake| fake.broken = Some("<html>502 Bad Gateway</html>".into())), "FFFFFFF", vec!["not a Prometheus API reply (not JSON", "gethrelay-only-onion-0: no match in 5 attempts"]),
+        ("prometheus not JSON", Box::new(|fake| fake.broken = Some("<html>502 Bad Gateway</html>".into())), "FFFFFFF", vec!["not a Prometheus API reply (not JSON", "gethrelay-only-onion-0: no match in 1 attempt;", "65 queries failed: not a Prometheus API reply"]),
         ("prometheus errors", Box::new(|fake| fake.broken = Some(r#"{"status":"error","errorType":"timeout","error":"query timed out"}"#.into())), "FFFFFFF", vec!["timeout: query timed out"]),
     ];
     let config = config();

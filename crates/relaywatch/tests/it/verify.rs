@@ -58,6 +58,66 @@ fn a_bad_configuration_exits_2_naming_the_field() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read"));
 }
 
+/// Prometheus refuses connections; Alertmanager and the relay's admin API accept and never
+/// answer. Every criterion fails with a line naming what failed, within the timeouts.
+#[test]
+fn unreachable_and_hanging_sources_fail_every_criterion_without_a_panic() {
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hanging_address = hanging.local_addr().unwrap();
+    // Accepted connections are kept open, unanswered, until the test binary exits.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in hanging.incoming() {
+            held.push(stream);
+        }
+    });
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused_address = refused.local_addr().unwrap();
+    drop(refused);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("verify.yaml");
+    std::fs::write(
+        &path,
+        format!("prometheus: http://{refused_address}\nalertmanager: http://{hanging_address}\nrelays:\n  - {{namespace: gethrelay, pod: gethrelay-only-onion-0, mode: only-onion, admin: 'http://{hanging_address}'}}\n"),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let output = verify(&path);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    println!(
+        "hostile sources, verify took {:?}:\n{stdout}",
+        started.elapsed()
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|line| !line.starts_with(' '))
+        .collect();
+    assert_eq!(lines.len(), 7, "{stdout}");
+    assert!(
+        lines.iter().all(|line| line.starts_with("FAIL ")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("gethrelay/gethrelay-only-onion-0: admin_peers could not be read"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("admin_peers failed: unreachable"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Alertmanager unreachable"), "{stdout}");
+    assert!(
+        stdout.contains("65 queries failed: cannot reach"),
+        "{stdout}"
+    );
+}
+
 fn get(address: SocketAddr, path: &str) -> Option<Json> {
     serde_json::from_str(&lab::rpc::get_text(address, path).ok()?).ok()
 }
