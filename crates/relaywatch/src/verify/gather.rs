@@ -86,7 +86,7 @@ pub fn peer_counts(list: &PeerList, tor: &TorEndpoints) -> PeerCounts {
             _ => {}
         }
     }
-    counts.unclassified = list.entries - counts.tor - counts.clearnet;
+    counts.unclassified = list.entries.saturating_sub(counts.tor + counts.clearnet);
     identity.sort();
     let mut hasher = DefaultHasher::new();
     identity.hash(&mut hasher);
