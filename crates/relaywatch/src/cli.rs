@@ -19,6 +19,17 @@ pub struct Cli {
 pub enum Command {
     /// Run the sidecar exporter next to one gethrelay (same pod, same network namespace).
     Exporter(ExporterArgs),
+    /// Check the PRD's success criteria against a running fleet (Prometheus, Alertmanager and
+    /// each relay's admin API, e.g. through kubectl port-forward); exit 0 only if all pass.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerifyArgs {
+    /// The YAML file naming Prometheus, Alertmanager and every relay (see the README,
+    /// "Verifying a cluster").
+    #[arg(long)]
+    pub config: std::path::PathBuf,
 }
 
 /// The relay's deployment mode, as the pod label `relaywatch.io/mode` spells it.
@@ -241,7 +252,9 @@ mod tests {
                 .copied(),
         )
         .map_err(|error| error.to_string())?;
-        let Command::Exporter(args) = cli.command;
+        let Command::Exporter(args) = cli.command else {
+            return Err("not the exporter".into());
+        };
         Ok(args)
     }
 

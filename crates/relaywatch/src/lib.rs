@@ -11,3 +11,4 @@ pub mod log;
 pub mod sockdiag;
 pub mod sources;
 pub mod traffic;
+pub mod verify;

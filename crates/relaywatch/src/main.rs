@@ -12,6 +12,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Exporter(args) => run_exporter(args),
+        Command::Verify(args) => ExitCode::from(relaywatch::verify::main(&args.config)),
     }
 }
 

@@ -27,3 +27,5 @@ mod tor_logs;
 mod tor_source;
 /// Helpers of the tor_* tests: an exporter beside a control port, a fake control port.
 mod tor_support;
+/// `relaywatch verify`: a bad configuration, and the PRD's criteria against a mini lab.
+mod verify;

@@ -56,6 +56,8 @@ pub struct PeerList {
     pub problems: Vec<EntryProblem>,
     /// Entries past [`MAX_ENTRIES`], not decoded.
     pub over_limit: usize,
+    /// Every entry of the reply, decoded or not (`len(admin_peers)`, for `relaywatch verify`).
+    pub entries: usize,
 }
 
 /// Entries decoded at most: far above any relay's peer limit, and a bound on memory.
@@ -121,6 +123,7 @@ pub fn parse_admin_peers(
         .ok_or_else(|| RelayError::NotJsonRpc("no `result` array".into()))?;
     let mut list = PeerList {
         over_limit: entries.len().saturating_sub(MAX_ENTRIES),
+        entries: entries.len(),
         ..PeerList::default()
     };
     for (index, raw) in entries.into_iter().take(MAX_ENTRIES).enumerate() {
