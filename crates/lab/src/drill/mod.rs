@@ -1,0 +1,214 @@
+//! `relaywatch-lab drill SCENARIO --dir DIR`: inject a fault into a running lab, wait for the
+//! notifications the routing names, clear the fault, wait for the resolved notifications, and
+//! leave the lab as it was.
+//!
+//! A drill runs in its own process beside the lab: it reads `<dir>/lab.json`, acts on the
+//! relays' admin APIs itself, asks the lab's control port to stop and start children, and reads
+//! the sinks' notification logs. Routing (deploy/alertmanager/alertmanager.yaml): critical →
+//! Slack and e-mail, warning → Slack only; a warning that reaches e-mail fails the drill.
+
+mod scenarios;
+mod wait;
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+use crate::labfile::LabFile;
+pub use scenarios::Scenario;
+use wait::{wait_for, wait_quiet, Seen, Want};
+
+/// Which sinks an alert of `severity` must reach, and which it must not.
+pub fn routes(severity: &str) -> (&'static [&'static str], &'static [&'static str]) {
+    match severity {
+        "critical" => (&["slack", "email"], &[]),
+        "warning" => (&["slack"], &["email"]),
+        _ => (&[], &["slack", "email"]),
+    }
+}
+
+/// What one drill measured.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub scenario: Scenario,
+    pub pod: String,
+    pub alert: String,
+    pub severity: String,
+    /// (sink, seconds from injection) of the firing notification.
+    pub fired: Vec<(String, f64)>,
+    /// (sink, seconds from clearing) of the resolved notification.
+    pub resolved: Vec<(String, f64)>,
+    /// Every other alert that notified about this pod meanwhile, in order, with its time.
+    pub also: Vec<(String, String, f64)>,
+    /// What went wrong; empty when the drill passed.
+    pub failures: Vec<String>,
+    /// Scenario-specific facts (e.g. "leaking peer removed 3 times").
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// How long to wait for a notification: the slowest rule (`for: 10m` plus windows) and
+/// Alertmanager's group wait, scaled, with a margin for Tor.
+fn patience(file: &LabFile) -> Duration {
+    Duration::from_secs_f64(90.0 + 1_200.0 / file.time_scale)
+}
+
+/// Runs one scenario against the lab in `file`; errors only when the lab cannot be used at all.
+pub fn run(file: &LabFile, scenario: Scenario, out: &mut dyn FnMut(&str)) -> Result<Report> {
+    let plan = scenario.plan(file)?;
+    let (must, must_not) = routes(plan.severity);
+    let patience = patience(file);
+    out(&format!(
+        "drill {}: {} on {} → expect {} ({}) at {}",
+        scenario.as_str(),
+        plan.fault,
+        plan.pod,
+        plan.alert,
+        plan.severity,
+        must.join(" and ")
+    ));
+    // A firing alert from an earlier drill must not hide this one's notification.
+    if let Err(error) = wait_quiet(file, &plan.pod, patience) {
+        out(&format!("  warning: {error:#}"));
+    }
+    let want = Want {
+        alert: plan.alert.to_string(),
+        pod: plan.pod.clone(),
+    };
+    let mut report = Report {
+        scenario,
+        pod: plan.pod.clone(),
+        alert: plan.alert.to_string(),
+        severity: plan.severity.to_string(),
+        fired: Vec::new(),
+        resolved: Vec::new(),
+        also: Vec::new(),
+        failures: Vec::new(),
+        notes: Vec::new(),
+    };
+    let before = Seen::now(file)?;
+    let injected = Instant::now();
+    let mut active = scenario.inject(file, &plan)?;
+    out(&format!("  injected: {}", plan.fault));
+    let fired = wait_for(file, &before, &want, "firing", must, patience, &mut || {
+        active.tick(file)
+    });
+    for (sink, at) in &fired.arrived {
+        let secs = at.duration_since(injected).as_secs_f64();
+        out(&format!("  {sink}: {} firing after {secs:.1} s", plan.alert));
+        report.fired.push((sink.clone(), secs));
+    }
+    for sink in &fired.missing {
+        report.failures.push(format!(
+            "no firing {} for {} at {sink} within {:.0} s",
+            plan.alert,
+            plan.pod,
+            patience.as_secs_f64()
+        ));
+    }
+    report.notes.extend(active.notes(file));
+    if active.guard_removed() == Some(false) {
+        report
+            .failures
+            .push("the leak guard did not remove the clearnet peer".into());
+    }
+    let cleared = Instant::now();
+    active.clear(file)?;
+    out("  cleared the fault");
+    let resolved = wait_for(file, &before, &want, "resolved", must, patience, &mut || Ok(()));
+    for (sink, at) in &resolved.arrived {
+        let secs = at.duration_since(cleared).as_secs_f64();
+        out(&format!("  {sink}: {} resolved after {secs:.1} s", plan.alert));
+        report.resolved.push((sink.clone(), secs));
+    }
+    for sink in &resolved.missing {
+        report.failures.push(format!(
+            "no resolved {} for {} at {sink} within {:.0} s",
+            plan.alert,
+            plan.pod,
+            patience.as_secs_f64()
+        ));
+    }
+    // The routing's negative half: a warning must never have reached e-mail.
+    let after = Seen::now(file)?;
+    for sink in must_not {
+        if after.any_since(&before, sink, &want) {
+            report
+                .failures
+                .push(format!("{} reached {sink}, which its routing excludes", plan.alert));
+        }
+    }
+    for (alert, sink, at) in after.others_since(&before, &plan.pod, &plan.alert) {
+        report
+            .also
+            .push((alert, sink, at.saturating_sub(before.unix_ms) as f64 / 1000.0));
+    }
+    for line in &report.failures {
+        out(&format!("  FAIL: {line}"));
+    }
+    if report.passed() {
+        out(&format!("  PASS ({:.1} s)", injected.elapsed().as_secs_f64()));
+    }
+    Ok(report)
+}
+
+/// The `drill all` table.
+pub fn table(reports: &[Report], time_scale: f64) -> String {
+    let mut out = format!(
+        "{:<18} {:<26} {:<34} {:>8} {:>8} {:>9} {:>9}  result\n",
+        "scenario", "pod", "alert", "slack s", "email s", "resolv s", "email res"
+    );
+    for report in reports {
+        let at = |list: &[(String, f64)], sink: &str| {
+            list.iter()
+                .find(|(s, _)| s == sink)
+                .map(|(_, secs)| format!("{secs:.1}"))
+                .unwrap_or_else(|| "-".into())
+        };
+        let _ = writeln!(
+            out,
+            "{:<18} {:<26} {:<34} {:>8} {:>8} {:>9} {:>9}  {}",
+            report.scenario.as_str(),
+            report.pod,
+            format!("{} ({})", report.alert, report.severity),
+            at(&report.fired, "slack"),
+            at(&report.fired, "email"),
+            at(&report.resolved, "slack"),
+            at(&report.resolved, "email"),
+            if report.passed() { "PASS" } else { "FAIL" }
+        );
+        for (alert, sink, secs) in &report.also {
+            let _ = writeln!(out, "{:<18}   also: {alert} at {sink} after {secs:.1} s", "");
+        }
+        for note in &report.notes {
+            let _ = writeln!(out, "{:<18}   {note}", "");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "times in seconds from injection (firing) and from clearing (resolved); rule timing ×{time_scale}"
+    );
+    out
+}
+
+/// Runs `scenarios` in order and prints the table; fails when any drill failed.
+pub fn run_all(file: &LabFile, scenarios: &[Scenario], out: &mut dyn FnMut(&str)) -> Result<Vec<Report>> {
+    let mut reports = Vec::new();
+    for scenario in scenarios {
+        let report = run(file, *scenario, out)?;
+        reports.push(report);
+        // Let the lab settle (re-peering, first scrapes) before the next fault.
+        std::thread::sleep(Duration::from_secs_f64((60.0 / file.time_scale).max(3.0)));
+    }
+    out(&table(&reports, file.time_scale));
+    if reports.iter().any(|r| !r.passed()) {
+        bail!("{} of {} drills failed", reports.iter().filter(|r| !r.passed()).count(), reports.len());
+    }
+    Ok(reports)
+}
