@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod exporters;
 pub mod lab;
+pub mod monitoring;
 pub mod process;
 pub mod relays;
 pub mod rpc;
