@@ -66,7 +66,6 @@ pub(crate) fn run_check(name: &str, command: Command, log: &Path) -> Result<()> 
 
 /// A long-running daemon with an HTTP API on `addr`.
 pub(crate) struct Daemon {
-    pub addr: SocketAddr,
     pub log_path: PathBuf,
     child: Child,
 }
@@ -81,11 +80,7 @@ impl Daemon {
         log_path: PathBuf,
     ) -> Result<Daemon> {
         let child = process::spawn(name, command, &log_path)?;
-        let mut daemon = Daemon {
-            addr,
-            log_path,
-            child,
-        };
+        let mut daemon = Daemon { log_path, child };
         let started = Instant::now();
         loop {
             if !daemon.child.is_running() {
