@@ -12,6 +12,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,6 +63,8 @@ pub struct Step {
     pub message: Option<Vec<u8>>,
     /// Hang up after the reply.
     pub close: bool,
+    /// The client just authenticated (any credentials are accepted).
+    pub authenticated: bool,
 }
 
 impl Step {
@@ -69,6 +72,13 @@ impl Step {
         Step {
             reply: Some(format!("{text}\r\n")),
             ..Step::default()
+        }
+    }
+
+    fn authenticated() -> Step {
+        Step {
+            authenticated: true,
+            ..Step::reply("235 2.7.0 Authentication successful")
         }
     }
 }
@@ -110,12 +120,12 @@ impl Session {
                     // "Password:" in base64.
                     Step::reply("334 UGFzc3dvcmQ6")
                 } else {
-                    Step::reply("235 2.7.0 Authentication successful")
+                    Step::authenticated()
                 }
             }
             State::AuthLoginPassword => {
                 self.state = State::Command;
-                Step::reply("235 2.7.0 Authentication successful")
+                Step::authenticated()
             }
             State::Command => {
                 let step = self.command(&String::from_utf8_lossy(line));
@@ -161,7 +171,7 @@ impl Session {
                     parts.next().map(str::to_ascii_uppercase).as_deref(),
                     parts.next(),
                 ) {
-                    (Some("PLAIN"), Some(_)) => Step::reply("235 2.7.0 Authentication successful"),
+                    (Some("PLAIN"), Some(_)) => Step::authenticated(),
                     (Some("PLAIN"), None) => {
                         self.state = State::AuthPlain;
                         Step::reply("334 ")
@@ -228,7 +238,7 @@ impl Session {
             return Step {
                 reply: Some("250 2.0.0 OK: queued\r\n".into()),
                 message: Some(message),
-                close: false,
+                ..Step::default()
             };
         }
         // Dot-stuffing: a line that starts with "." was sent with one more.
@@ -269,18 +279,24 @@ pub fn mail_notification(raw: &[u8], received_unix_ms: u64) -> Notification {
 pub struct SmtpSink {
     listener: Listener,
     journal: Arc<Journal>,
+    authentications: Arc<AtomicUsize>,
 }
 
 impl SmtpSink {
     /// Serves on a free loopback port, recording to `<dir>/sinks/email.jsonl`.
     pub fn start(dir: &Path) -> Result<SmtpSink> {
         let journal = Arc::new(Journal::open(dir, "email")?);
-        let recorder = journal.clone();
+        let authentications = Arc::new(AtomicUsize::new(0));
+        let (recorder, counter) = (journal.clone(), authentications.clone());
         let listener = Listener::start(
             "smtp-sink",
-            Arc::new(move |stream: TcpStream| serve(stream, &recorder)),
+            Arc::new(move |stream: TcpStream| serve(stream, &recorder, &counter)),
         )?;
-        Ok(SmtpSink { listener, journal })
+        Ok(SmtpSink {
+            listener,
+            journal,
+            authentications,
+        })
     }
 
     /// The address to give Alertmanager as `smtp_smarthost`.
@@ -290,6 +306,12 @@ impl SmtpSink {
 
     pub fn count(&self) -> usize {
         self.journal.count()
+    }
+
+    /// How many times a client authenticated: Alertmanager does so only after reading
+    /// `smtp_auth_password_file`, so this shows the lab's secret file was used.
+    pub fn authentications(&self) -> usize {
+        self.authentications.load(Ordering::SeqCst)
     }
 
     pub fn notifications(&self) -> Vec<Notification> {
@@ -306,7 +328,7 @@ impl SmtpSink {
     }
 }
 
-fn serve(stream: TcpStream, journal: &Journal) {
+fn serve(stream: TcpStream, journal: &Journal, authentications: &AtomicUsize) {
     let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
     let _ = stream.set_write_timeout(Some(IDLE_TIMEOUT));
     let Ok(mut writer) = stream.try_clone() else {
@@ -335,6 +357,9 @@ fn serve(stream: TcpStream, journal: &Journal) {
         let line = line.strip_suffix(b"\n").unwrap_or(&line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let step = session.line(line);
+        if step.authenticated {
+            authentications.fetch_add(1, Ordering::SeqCst);
+        }
         if let Some(message) = step.message {
             journal.record(mail_notification(&message, unix_ms()));
         }
