@@ -179,20 +179,20 @@ fn matching(path: &Path, alertname: &str, pod: &str, status: Status) -> Option<N
         })
 }
 
-/// Waits (up to 60 s) for the notification in a sink's file; prints how long it took.
+/// Waits (up to 60 s) for the notification in a sink's file; prints how long it took since `since`.
 fn arrival(
     sink: &str,
     path: &Path,
     alertname: &str,
     pod: &str,
     status: Status,
-    posted: u64,
+    (since, posted): (&str, u64),
 ) -> Notification {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(notification) = matching(path, alertname, pod, status) {
             eprintln!(
-                "{alertname} {status:?} → {sink}: {} ms after the POST (time scale {TIME_SCALE})",
+                "{alertname} {status:?} for {pod} → {sink}: {} ms after {since} (time scale {TIME_SCALE})",
                 notification.received_unix_ms.saturating_sub(posted)
             );
             return notification;
@@ -244,7 +244,7 @@ fn critical_alert_reaches_slack_and_email() {
         "GethRelayClearnetLeak",
         pod,
         Status::Firing,
-        posted,
+        ("the POST", posted),
     );
     assert!(
         slack.title.starts_with("[FIRING:1] GethRelayClearnetLeak"),
@@ -262,7 +262,7 @@ fn critical_alert_reaches_slack_and_email() {
         "GethRelayClearnetLeak",
         pod,
         Status::Firing,
-        posted,
+        ("the POST", posted),
     );
     assert!(
         email
@@ -292,7 +292,7 @@ fn warning_alert_reaches_slack_only() {
         "GethRelayLowPeerCount",
         pod,
         Status::Firing,
-        posted,
+        ("the POST", posted),
     );
     // E-mail and Slack groups start their group_wait together: once Slack has it, an e-mail
     // would have been sent by now too. Wait three more group_waits to be sure it is not.
@@ -324,7 +324,7 @@ fn resolved_alert_sends_resolved_notifications() {
         "GethRelayDown",
         pod,
         Status::Firing,
-        posted,
+        ("the POST", posted),
     );
     arrival(
         "email",
@@ -332,7 +332,7 @@ fn resolved_alert_sends_resolved_notifications() {
         "GethRelayDown",
         pod,
         Status::Firing,
-        posted,
+        ("the POST", posted),
     );
     let resolved = post(&alert, started, SystemTime::now() - Duration::from_secs(1));
     let slack = arrival(
@@ -341,7 +341,7 @@ fn resolved_alert_sends_resolved_notifications() {
         "GethRelayDown",
         pod,
         Status::Resolved,
-        resolved,
+        ("the POST", resolved),
     );
     assert!(
         slack.title.starts_with("[RESOLVED] GethRelayDown"),
@@ -354,7 +354,7 @@ fn resolved_alert_sends_resolved_notifications() {
         "GethRelayDown",
         pod,
         Status::Resolved,
-        resolved,
+        ("the POST", resolved),
     );
 }
 
@@ -399,13 +399,24 @@ fn prometheus_scrapes_with_the_servicemonitor_labels_and_drops() {
     let dir = work_dir("prometheus");
     let target_server = relay_target();
     let pod = "lab-test-only-onion-0";
-    let targets = [Target {
-        namespace: "lab-test".into(),
-        pod: pod.into(),
-        mode: "only-onion".into(),
-        gethrelay: target_server.addr(),
-        relaywatch: Some(target_server.addr()),
-    }];
+    // A relay whose port nothing listens on: GethRelayDown must fire for it, end to end.
+    let down_pod = "lab-test-down-0";
+    let targets = [
+        Target {
+            namespace: "lab-test".into(),
+            pod: pod.into(),
+            mode: "only-onion".into(),
+            gethrelay: target_server.addr(),
+            relaywatch: Some(target_server.addr()),
+        },
+        Target {
+            namespace: "lab-test".into(),
+            pod: down_pod.into(),
+            mode: "clearnet".into(),
+            gethrelay: localhost_port(),
+            relaywatch: None,
+        },
+    ];
     let rule_file = dir.join("rules.yaml");
     let rules = lab::timescale::scale_rules(
         &read("deploy/rules/gethrelay.rules.yaml"),
@@ -413,12 +424,11 @@ fn prometheus_scrapes_with_the_servicemonitor_labels_and_drops() {
     )
     .unwrap();
     std::fs::write(&rule_file, rules).unwrap();
-    // Rule alerts go to an address nothing listens on: this test is about scraping.
     let (config, differences) = prometheus_config(
         &read("deploy/kustomize/base/servicemonitor.yaml"),
         &targets,
         &rule_file,
-        localhost_port(),
+        stack().alertmanager.addr,
         TIME_SCALE,
     )
     .unwrap();
@@ -434,11 +444,12 @@ fn prometheus_scrapes_with_the_servicemonitor_labels_and_drops() {
         dir.display()
     );
 
+    let ready = unix_ms(SystemTime::now());
     let took = wait_until("both targets up", &prometheus, || {
         prometheus.query("up == 1").unwrap().len() == 2
     });
     eprintln!("both targets up {took:?} after ready");
-    for series in prometheus.query("up").unwrap() {
+    for series in prometheus.query(&format!(r#"up{{pod="{pod}"}}"#)).unwrap() {
         let labels = &series["metric"];
         assert_eq!(labels["namespace"], "lab-test", "{series}");
         assert_eq!(labels["pod"], pod, "{series}");
@@ -457,11 +468,15 @@ fn prometheus_scrapes_with_the_servicemonitor_labels_and_drops() {
         .is_empty());
     // Scraped two samples, kept one: the drop happened at the scrape, not by absence.
     let post = prometheus
-        .query(r#"scrape_samples_post_metric_relabeling{job="gethrelay"}"#)
+        .query(&format!(
+            r#"scrape_samples_post_metric_relabeling{{job="gethrelay", pod="{pod}"}}"#
+        ))
         .unwrap();
     assert_eq!(post[0]["value"][1], "1", "{post:?}");
     let scraped = prometheus
-        .query(r#"scrape_samples_scraped{job="gethrelay"}"#)
+        .query(&format!(
+            r#"scrape_samples_scraped{{job="gethrelay", pod="{pod}"}}"#
+        ))
         .unwrap();
     assert_eq!(scraped[0]["value"][1], "2", "{scraped:?}");
 
@@ -478,4 +493,23 @@ fn prometheus_scrapes_with_the_servicemonitor_labels_and_drops() {
     assert!(!rules.is_empty());
     let failing: Vec<_> = rules.iter().filter(|rule| rule.health != "ok").collect();
     assert!(failing.is_empty(), "{failing:#?}");
+
+    // The down relay: scrape fails → GethRelayDown (for: 2m / 20) → Alertmanager → both sinks.
+    let stack = stack();
+    arrival(
+        "slack",
+        stack.slack.journal_path(),
+        "GethRelayDown",
+        down_pod,
+        Status::Firing,
+        ("Prometheus was ready", ready),
+    );
+    arrival(
+        "email",
+        stack.email.journal_path(),
+        "GethRelayDown",
+        down_pod,
+        Status::Firing,
+        ("Prometheus was ready", ready),
+    );
 }

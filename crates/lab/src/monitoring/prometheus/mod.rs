@@ -35,6 +35,10 @@ pub struct Prometheus {
 impl Prometheus {
     /// Writes `config_yaml` into `dir`, checks it with `promtool check config` when promtool is
     /// installed, starts Prometheus on `listen` with its TSDB in `dir`, and waits for `/-/ready`.
+    ///
+    /// Ready is not scraping yet: Prometheus' discovery manager hands targets to the scrape
+    /// manager on a 5 s tick, even static ones, so the first `up` comes about 5 s after ready
+    /// whatever the time scale.
     pub fn start(dir: &Path, config_yaml: &str, listen: SocketAddr) -> Result<Prometheus> {
         let binary = daemon::require_on_path("prometheus", "prometheus")?;
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
