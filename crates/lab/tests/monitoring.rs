@@ -6,11 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lab::monitoring::alertmanager::{lab_config, secret_contents, Alertmanager};
-use lab::monitoring::prometheus::{prometheus_config, Prometheus, Target};
-use lab::monitoring::sinks::{
-    read_notifications, HttpServer, Notification, Response, SmtpSink, Status, WebhookSink,
-};
+use lab::monitoring::prometheus::{Prometheus, Target};
+use lab::monitoring::sinks::{read_notifications, HttpServer, Notification, Response, Status};
+use lab::monitoring::stack::{start_prometheus, Alerting};
 use lab::monitoring::{binaries_available_or_skip, scale_duration};
 use serde_json::{json, Value};
 
@@ -41,44 +39,24 @@ fn localhost_port() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], lab::tornet::free_port().unwrap()))
 }
 
-struct Stack {
-    slack: WebhookSink,
-    email: SmtpSink,
-    alertmanager: Alertmanager,
-}
-
 /// The binary's Alertmanager, loading deploy/alertmanager/alertmanager.yaml through
 /// `lab_config`, with the Slack and SMTP sinks behind it.
-fn stack() -> &'static Stack {
-    static STACK: OnceLock<Stack> = OnceLock::new();
+fn stack() -> &'static Alerting {
+    static STACK: OnceLock<Alerting> = OnceLock::new();
     STACK.get_or_init(|| {
         let dir = work_dir("alertmanager");
-        let slack = WebhookSink::start(&dir).unwrap();
-        let email = SmtpSink::start(&dir).unwrap();
-        let source = read("deploy/alertmanager/alertmanager.yaml");
-        let secrets = dir.join("secrets");
-        std::fs::create_dir_all(&secrets).unwrap();
-        for (file_name, content) in secret_contents(&source, &slack.url()).unwrap() {
-            std::fs::write(secrets.join(file_name), content).unwrap();
-        }
-        let (config, changes) = lab_config(&source, &secrets, email.addr(), TIME_SCALE).unwrap();
+        let started = Instant::now();
+        let alerting = Alerting::start(&dir, &repo(""), localhost_port(), TIME_SCALE).unwrap();
         eprintln!(
             "lab Alertmanager config differs from the source:\n  {}",
-            changes.join("\n  ")
+            alerting.changes.join("\n  ")
         );
-        let started = Instant::now();
-        let alertmanager =
-            Alertmanager::start(&dir.join("alertmanager"), &config, localhost_port()).unwrap();
         eprintln!(
-            "Alertmanager ready in {:?} (dir {})",
+            "Alertmanager and sinks ready in {:?} (dir {})",
             started.elapsed(),
             dir.display()
         );
-        Stack {
-            slack,
-            email,
-            alertmanager,
-        }
+        alerting
     })
 }
 
@@ -417,18 +395,13 @@ fn prometheus_scrapes_with_the_servicemonitor_labels_and_drops() {
             relaywatch: None,
         },
     ];
-    let rule_file = dir.join("rules.yaml");
-    let rules = lab::timescale::scale_rules(
-        &read("deploy/rules/gethrelay.rules.yaml"),
-        TIME_SCALE as u32,
-    )
-    .unwrap();
-    std::fs::write(&rule_file, rules).unwrap();
-    let (config, differences) = prometheus_config(
-        &read("deploy/kustomize/base/servicemonitor.yaml"),
+    let started = Instant::now();
+    let (prometheus, differences) = start_prometheus(
+        &dir,
+        &repo(""),
         &targets,
-        &rule_file,
         stack().alertmanager.addr,
+        localhost_port(),
         TIME_SCALE,
     )
     .unwrap();
@@ -436,8 +409,6 @@ fn prometheus_scrapes_with_the_servicemonitor_labels_and_drops() {
         "lab Prometheus config differs from the cluster:\n  {}",
         differences.join("\n  ")
     );
-    let started = Instant::now();
-    let prometheus = Prometheus::start(&dir, &config, localhost_port()).unwrap();
     eprintln!(
         "Prometheus ready in {:?} (dir {})",
         started.elapsed(),

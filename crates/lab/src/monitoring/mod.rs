@@ -5,11 +5,16 @@
 //! from `deploy/kustomize/base/servicemonitor.yaml` and the Alertmanager config is
 //! `deploy/alertmanager/alertmanager.yaml` with the few lab changes made by code and listed,
 //! so a change to either file reaches the lab or fails loudly.
+//!
+//! [`stack`] starts them together: `Alerting::start` (both sinks, the secrets they need,
+//! Alertmanager) and then `start_prometheus` (scaled rules, scrape config, Prometheus) with
+//! the Alertmanager's address. The sinks' JSON-lines files are the drills' evidence.
 
 pub mod alertmanager;
 mod daemon;
 pub mod prometheus;
 pub mod sinks;
+pub mod stack;
 
 use anyhow::{bail, Result};
 
