@@ -484,3 +484,40 @@ fn prometheus_scrapes_with_the_servicemonitor_labels_and_drops() {
         ("Prometheus was ready", ready),
     );
 }
+
+#[test]
+fn bad_configs_and_busy_ports_are_clear_errors() {
+    if skip("bad_configs_and_busy_ports_are_clear_errors") {
+        return;
+    }
+    let dir = work_dir("bad-configs");
+    let bad_prometheus = "global:\n  scrape_interval: soon\n";
+    let error = Prometheus::start(&dir.join("prometheus"), bad_prometheus, localhost_port())
+        .err()
+        .expect("a bad Prometheus config must not start");
+    let error = format!("{error:#}");
+    assert!(error.contains("promtool check config rejects"), "{error}");
+    assert!(error.contains("soon"), "{error}");
+
+    let bad_alertmanager = "route:\n  receiver: nowhere\nreceivers: []\n";
+    let error = lab::monitoring::alertmanager::Alertmanager::start(
+        &dir.join("alertmanager"),
+        bad_alertmanager,
+        localhost_port(),
+    )
+    .err()
+    .expect("a bad Alertmanager config must not start");
+    let error = format!("{error:#}");
+    assert!(error.contains("amtool check-config rejects"), "{error}");
+    assert!(error.contains("nowhere"), "{error}");
+
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let error = Prometheus::start(
+        &dir.join("busy"),
+        "global: {}\n",
+        busy.local_addr().unwrap(),
+    )
+    .err()
+    .expect("a busy port must be refused");
+    assert!(format!("{error:#}").contains("already in use"), "{error:#}");
+}

@@ -58,10 +58,18 @@ pub(crate) fn run_check(name: &str, command: Command, log: &Path) -> Result<()> 
     match child.exit_status() {
         Some(status) if status.success() => Ok(()),
         status => bail!(
-            "{name} rejects the lab config ({status:?}):\n{}",
+            "{name} rejects the lab config ({}):\n{}",
+            describe(status),
             tail(log, 30)
         ),
     }
+}
+
+fn describe(status: Option<std::process::ExitStatus>) -> String {
+    status.map_or_else(
+        || "exit status unknown".to_string(),
+        |status| status.to_string(),
+    )
 }
 
 /// A long-running daemon with an HTTP API on `addr`.
@@ -85,8 +93,8 @@ impl Daemon {
         loop {
             if !daemon.child.is_running() {
                 bail!(
-                    "{name} exited ({:?}) before it was ready; last lines of {}:\n{}",
-                    daemon.child.exit_status(),
+                    "{name} exited ({}) before it was ready; last lines of {}:\n{}",
+                    describe(daemon.child.exit_status()),
                     daemon.log_path.display(),
                     daemon.log_tail(20)
                 );
