@@ -7,6 +7,7 @@ pub mod control;
 pub mod exporters;
 pub mod lab;
 pub mod labfile;
+pub mod monitoring;
 pub mod process;
 pub mod relays;
 pub mod rpc;
