@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod control;
+pub mod drill;
 pub mod exporters;
 pub mod lab;
 pub mod labfile;
@@ -12,6 +13,8 @@ pub mod process;
 pub mod relays;
 pub mod rpc;
 pub mod signals;
+pub mod stack;
+pub mod summary;
 pub mod timescale;
 pub mod tornet;
 

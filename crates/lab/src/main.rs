@@ -1,4 +1,5 @@
-//! relaywatch-lab: starts the local lab and prints each relay's peers, Tor vs clearnet.
+//! relaywatch-lab: starts the whole system on one machine (private Tor network, lab relays,
+//! exporters, Prometheus, Alertmanager, sinks) with a live summary; `drill` runs faults against it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,25 +8,44 @@ use std::time::Duration;
 use std::net::SocketAddr;
 
 use lab::bench::{ExporterBench, FloorKind};
-use lab::lab::{Lab, LabSpec};
+use lab::lab::LabSpec;
+
+mod run_drill;
+mod run_lab;
+use run_lab::run_lab;
 
 const USAGE: &str = "\
-usage: relaywatch-lab [--clearnet N] [--prefer-tor N] [--only-onion N] [--dir DIR] [--once]
+usage: relaywatch-lab [--clearnet N] [--prefer-tor N] [--only-onion N] [--dir DIR]
+                      [--time-scale F] [--once]
+       relaywatch-lab drill SCENARIO --dir DIR
        relaywatch-lab --bench-exporter N [--unrelated-sockets M] [--churn R] [--poll-interval D]
                       [--polls-only-seconds S] [--scrape-seconds S] [--shared-netns]
                       [--relaywatch PATH]
        relaywatch-lab --bench-tor-events
        relaywatch-lab --serve-floor axum|std FILE ADDR
 
-Starts a private Tor network on loopback and lab relays (the gethrelay stand-in) in the
-three modes, peers them as an operator would, and prints every relay's peers, Tor vs
-clearnet. Runs until Ctrl-C (with --once: prints and exits).
+Starts a private Tor network on loopback, lab relays (the gethrelay stand-in) in the three
+modes configured as deploy/kustomize configures the pods, lab nodes standing for the public
+network, a relaywatch exporter beside every relay, a real Prometheus (scrape configuration
+derived from deploy/kustomize/base/servicemonitor.yaml, rules from deploy/rules) and a real
+Alertmanager (deploy/alertmanager/alertmanager.yaml) with local Slack and e-mail sinks; peers
+the fleet, then shows a live summary until Ctrl-C (with --once: prints it once and stops).
+When everything is up it writes DIR/verify.yaml and DIR/lab.json.
 
   --clearnet N     clearnet relays (default 3)
   --prefer-tor N   prefer-tor relays (default 4)
   --only-onion N   only-onion relays (default 3)
   --dir DIR        keep logs, torrcs and keys in DIR (default: a temporary directory)
-  --once           print the peers once and stop
+  --time-scale F   divide every rule duration, window and Alertmanager timer by F
+                   (default 20; 1 = production timing); relays redial F times faster
+  --once           print the summary once and stop
+
+drill SCENARIO --dir DIR
+                   against the lab running in DIR: inject a fault, wait for the
+                   notifications its routing names, clear it, wait for the resolved ones.
+                   SCENARIO: clearnet-leak, relay-down, exporter-down, tor-down,
+                   no-tor-peers, tor-dial-failures, low-peers, or all (in sequence, with a
+                   table at the end)
   --bench-exporter N
                    instead: measure the exporter's CPU per poll, RSS and /metrics latency
                    (beside two static floor servers) next to a synthetic relay with N real
@@ -50,6 +70,7 @@ clearnet. Runs until Ctrl-C (with --once: prints and exits).
 
 struct Options {
     spec: LabSpec,
+    time_scale: f64,
     once: bool,
     bench_exporter: Option<ExporterBench>,
     /// With --bench-exporter: stay in this machine's network namespace.
@@ -61,6 +82,7 @@ struct Options {
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut spec = LabSpec::fleet();
     let mut once = false;
+    let mut time_scale = 20.0;
     let mut bench_exporter = None;
     let mut bench = ExporterBench::new(0);
     let mut bench_flags = Vec::new();
@@ -84,6 +106,16 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--only-onion" => spec.relays[2].1 = count(arg, value(arg)?)?,
             "--dir" => spec.dir = Some(PathBuf::from(value(arg)?)),
             "--once" => once = true,
+            "--time-scale" => {
+                let text = value(arg)?;
+                time_scale = text
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|f| (1.0..=100.0).contains(f))
+                    .ok_or_else(|| {
+                        format!("--time-scale expects a number from 1 to 100, got {text:?}")
+                    })?;
+            }
             "--bench-exporter" => bench_exporter = Some(count(arg, value(arg)?)?),
             "--unrelated-sockets" => {
                 bench.unrelated_sockets = count(arg, value(arg)?)?;
@@ -139,6 +171,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
     }
     Ok(Options {
         spec,
+        time_scale,
         once,
         bench_exporter,
         shared_netns,
@@ -149,6 +182,9 @@ fn parse(args: &[String]) -> Result<Options, String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("drill") {
+        return run_drill::main(&args[1..]);
+    }
     let options = match parse(&args) {
         Ok(options) => options,
         Err(error) if error.is_empty() => {
@@ -193,42 +229,7 @@ fn run(options: Options) -> anyhow::Result<()> {
         println!("{}", lab::bench::exporter_bench(&bench)?);
         return Ok(());
     }
-    let interrupted = lab::signals::install_interrupt_flag()?;
-    let modes: Vec<String> = options
-        .spec
-        .relays
-        .iter()
-        .map(|(mode, n)| format!("{} ×{n}", mode.as_str()))
-        .collect();
-    eprintln!(
-        "lab: starting a private Tor network and relays ({})",
-        modes.join(", ")
-    );
-    let lab = Lab::start(options.spec)?;
-    eprintln!(
-        "lab: Tor network ready after {:.1} s ({} tors, {} MB RSS); files in {}",
-        lab.ready.ready_secs,
-        lab.tor.pids().len(),
-        lab.tor.rss_bytes() / 1_000_000,
-        lab.dir().display()
-    );
-    let expected = lab.connect_fleet()?;
-    let waited = lab.wait_for_connections(expected, Duration::from_secs(90))?;
-    eprintln!(
-        "lab: {expected} peerings up {:.1} s later ({:.1} s since start)\n",
-        waited.as_secs_f64(),
-        lab.started.elapsed().as_secs_f64()
-    );
-    println!("{}", lab.report()?);
-    if options.once {
-        return Ok(());
-    }
-    eprintln!("lab: running; Ctrl-C stops every process");
-    while !interrupted.load(std::sync::atomic::Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    eprintln!("lab: stopping");
-    Ok(())
+    run_lab(options)
 }
 
 #[cfg(test)]

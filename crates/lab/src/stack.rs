@@ -17,11 +17,11 @@ use crate::control::{Action, ControlServer};
 use crate::exporters::{self, Exporter};
 use crate::lab::{Lab, LabSpec};
 use crate::labfile::{self, LabFile, LabRelay, PublicNode};
-use crate::monitoring::alertmanager::{self, Alertmanager};
-use crate::monitoring::prometheus::{self, Prometheus, Target};
+use crate::monitoring::alertmanager::Alertmanager;
+use crate::monitoring::prometheus::{Prometheus, Target};
 use crate::monitoring::sinks::{SmtpSink, WebhookSink};
+use crate::monitoring::stack::{start_prometheus, Alerting};
 use crate::relays::Relay;
-use crate::timescale;
 
 /// The namespace every lab target is labelled with, as the bundle's kustomization sets it.
 pub const NAMESPACE: &str = "gethrelay";
@@ -68,13 +68,10 @@ pub struct Stack {
 
 /// The repository root (the lab reads `deploy/` from it).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
 }
 
-fn read_repo(path: &str) -> Result<String> {
-    let full = repo_root().join(path);
-    std::fs::read_to_string(&full).with_context(|| format!("cannot read {}", full.display()))
-}
 
 /// A loopback address with a port that is free right now (checked by binding it).
 fn free_addr() -> Result<SocketAddr> {
@@ -111,10 +108,6 @@ impl Stack {
             Some(binary) => binary.clone(),
             None => crate::workspace_binary("relaywatch")?,
         };
-        // Read every deploy/ input before starting anything: a broken file fails in a second.
-        let servicemonitor = read_repo("deploy/kustomize/base/servicemonitor.yaml")?;
-        let alertmanager_yaml = read_repo("deploy/alertmanager/alertmanager.yaml")?;
-        let rules = read_repo("deploy/rules/gethrelay.rules.yaml")?;
 
         let mut lab_spec = spec.lab.clone();
         // Relays redial static peers (gethrelay: every 35 s) as much faster as the rules are
@@ -150,43 +143,9 @@ impl Stack {
         stage(&mut stages, "relaywatch exporters", &mut since, quiet);
 
         let monitoring_dir = dir.join("monitoring");
-        std::fs::create_dir_all(&monitoring_dir)?;
-        let slack = WebhookSink::start(&monitoring_dir)?;
-        let email = SmtpSink::start(&monitoring_dir)?;
-        let secrets_dir = monitoring_dir.join("secrets");
-        std::fs::create_dir_all(&secrets_dir)?;
-        let (am_config, am_changes) = alertmanager::lab_config(
-            &alertmanager_yaml,
-            &secrets_dir,
-            email.addr(),
-            spec.time_scale,
-        )?;
-        for file in alertmanager::secret_files(&alertmanager_yaml)? {
-            // The Slack webhook URL file gets the sink's URL; any other secret (the SMTP
-            // password) a placeholder the sink accepts.
-            let content = if file.contains("slack") {
-                slack.url()
-            } else {
-                "lab-secret".to_string()
-            };
-            std::fs::write(secrets_dir.join(&file), content)?;
-        }
-        changes.extend(am_changes);
         let am_addr = free_addr()?;
-        let alertmanager = Alertmanager::start(&monitoring_dir, &am_config, am_addr)?;
-
-        let rule_file = monitoring_dir.join("gethrelay.rules.yaml");
-        let scaled = if spec.time_scale == 1.0 {
-            rules
-        } else {
-            changes.push(format!(
-                "rules: every for:, group interval, range and offset of deploy/rules/gethrelay.rules.yaml divided by {} ({})",
-                spec.time_scale,
-                rule_file.display()
-            ));
-            timescale::scale_rules(&rules, spec.time_scale)?
-        };
-        std::fs::write(&rule_file, scaled)?;
+        let alerting = Alerting::start(&monitoring_dir, &repo_root(), am_addr, spec.time_scale)?;
+        changes.extend(alerting.changes.iter().cloned());
         let targets: Vec<Target> = lab
             .relays
             .iter()
@@ -198,16 +157,22 @@ impl Stack {
                 relaywatch: exporters[relay.name()].as_ref().map(|e| e.listen),
             })
             .collect();
-        let (prom_config, prom_changes) = prometheus::prometheus_config(
-            &servicemonitor,
+        let prom_addr = free_addr()?;
+        let (prometheus, prom_changes) = start_prometheus(
+            &monitoring_dir.join("prometheus"),
+            &repo_root(),
             &targets,
-            &rule_file,
             am_addr,
+            prom_addr,
             spec.time_scale,
         )?;
+        if spec.time_scale != 1.0 {
+            changes.push(format!(
+                "rules: every for:, group interval, range and offset of deploy/rules/gethrelay.rules.yaml divided by {}",
+                spec.time_scale
+            ));
+        }
         changes.extend(prom_changes);
-        let prom_addr = free_addr()?;
-        let prometheus = Prometheus::start(&monitoring_dir, &prom_config, prom_addr)?;
         stage(
             &mut stages,
             "sinks, Alertmanager and Prometheus",
@@ -239,7 +204,14 @@ impl Stack {
             stopped: BTreeSet::new(),
             relaywatch,
         };
-        let file = lab_file(&fleet, spec.time_scale, prom_addr, am_addr, &slack, &email)?;
+        let file = lab_file(
+            &fleet,
+            spec.time_scale,
+            prom_addr,
+            am_addr,
+            &alerting.slack,
+            &alerting.email,
+        )?;
         let fleet = Arc::new(Mutex::new(fleet));
         let handle = fleet.clone();
         let control = ControlServer::start(free_addr()?, move |action, pod| {
@@ -256,9 +228,9 @@ impl Stack {
             control: Some(control),
             fleet,
             prometheus,
-            alertmanager,
-            slack,
-            email,
+            alertmanager: alerting.alertmanager,
+            slack: alerting.slack,
+            email: alerting.email,
             stages,
             changes,
             file,
@@ -444,8 +416,8 @@ fn lab_file(
         prometheus,
         alertmanager,
         control: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
-        slack_log: slack.log_path().to_path_buf(),
-        email_log: email.log_path().to_path_buf(),
+        slack_log: slack.journal_path().to_path_buf(),
+        email_log: email.journal_path().to_path_buf(),
         relays,
         public,
     })

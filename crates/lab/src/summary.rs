@@ -261,7 +261,7 @@ pub fn render(summary: &Summary, links: &Links, uptime_secs: f64) -> String {
     for (sink, notes) in [("slack", &summary.slack), ("email", &summary.email)] {
         let last = notes
             .last()
-            .map(|n| format!(", last: {} {}", n.status, n.alertnames.join(",")))
+            .map(|n| format!(", last: {:?} {}", n.status, n.alertnames.join(",")))
             .unwrap_or_default();
         let _ = writeln!(out, "notifications at {sink}: {}{last}", notes.len());
     }

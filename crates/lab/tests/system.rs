@@ -105,8 +105,16 @@ fn whole_system_verify_and_drills() {
     );
     let (code, out) = verify(&relaywatch, &config);
     assert_eq!(code, 1, "verify must fail with an exporter stopped:\n{out}");
-    let first_fail = out.lines().find(|l| l.starts_with("FAIL")).unwrap_or_default();
-    assert!(first_fail.contains('1') && out.contains(&pod), "criterion 1 must name {pod}:\n{out}");
+    // Criterion 1's line and its detail lines (indented) name the pod.
+    let criterion_1: Vec<&str> = out
+        .lines()
+        .skip_while(|line| !line.starts_with("FAIL 1 "))
+        .take_while(|line| line.starts_with("FAIL 1 ") || line.starts_with(' '))
+        .collect();
+    assert!(
+        criterion_1.iter().any(|line| line.contains(&pod)),
+        "criterion 1 must fail naming {pod}:\n{out}"
+    );
     stack.fleet().act(Action::StartExporter, &pod).unwrap();
     wait_query(
         &stack,

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 use crate::labfile::LabFile;
+use crate::monitoring::sinks::Status;
 pub use scenarios::Scenario;
 use wait::{wait_for, wait_quiet, Seen, Want};
 
@@ -96,7 +97,7 @@ pub fn run(file: &LabFile, scenario: Scenario, out: &mut dyn FnMut(&str)) -> Res
     let injected = Instant::now();
     let mut active = scenario.inject(file, &plan)?;
     out(&format!("  injected: {}", plan.fault));
-    let fired = wait_for(file, &before, &want, "firing", must, patience, &mut || {
+    let fired = wait_for(file, &before, &want, Status::Firing, must, patience, &mut || {
         active.tick(file)
     });
     for (sink, at) in &fired.arrived {
@@ -121,7 +122,7 @@ pub fn run(file: &LabFile, scenario: Scenario, out: &mut dyn FnMut(&str)) -> Res
     let cleared = Instant::now();
     active.clear(file)?;
     out("  cleared the fault");
-    let resolved = wait_for(file, &before, &want, "resolved", must, patience, &mut || Ok(()));
+    let resolved = wait_for(file, &before, &want, Status::Resolved, must, patience, &mut || Ok(()));
     for (sink, at) in &resolved.arrived {
         let secs = at.duration_since(cleared).as_secs_f64();
         out(&format!("  {sink}: {} resolved after {secs:.1} s", plan.alert));

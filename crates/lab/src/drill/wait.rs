@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use serde_json::Value;
 
 use crate::labfile::LabFile;
-use crate::monitoring::sinks::{read_notifications, Notification};
+use crate::monitoring::sinks::{read_notifications, Notification, Status};
 
 /// The alert a drill waits for.
 pub struct Want {
@@ -15,7 +15,7 @@ pub struct Want {
 }
 
 impl Want {
-    fn matches(&self, note: &Notification, status: &str) -> bool {
+    fn matches(&self, note: &Notification, status: Status) -> bool {
         note.status == status
             && note.alertnames.iter().any(|name| *name == self.alert)
             && note.pods.iter().any(|pod| *pod == self.pod)
@@ -71,7 +71,7 @@ impl Seen {
         let mut out = Vec::new();
         for sink in ["slack", "email"] {
             for note in self.new_since(before, sink) {
-                if note.status != "firing" || !note.pods.iter().any(|p| p == pod) {
+                if note.status != Status::Firing || !note.pods.iter().any(|p| p == pod) {
                     continue;
                 }
                 for name in &note.alertnames {
@@ -97,7 +97,7 @@ pub fn wait_for(
     file: &LabFile,
     before: &Seen,
     want: &Want,
-    status: &str,
+    status: Status,
     sinks: &[&str],
     patience: Duration,
     tick: &mut dyn FnMut() -> Result<()>,
@@ -106,7 +106,7 @@ pub fn wait_for(
     let mut arrived: Vec<(String, Instant)> = Vec::new();
     // A resolved wait must only count notifications after the firing one: skip those seen so far.
     let mut floor = Seen { unix_ms: before.unix_ms, slack: Vec::new(), email: Vec::new() };
-    if status == "resolved" {
+    if status == Status::Resolved {
         if let Ok(now) = Seen::now(file) {
             floor = now;
         }

@@ -303,7 +303,7 @@ impl TorNetwork {
     }
 }
 
-fn rss_of(pid: u32) -> u64 {
+pub fn rss_of(pid: u32) -> u64 {
     let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
         return 0;
     };
