@@ -5,11 +5,14 @@
 pub mod bench;
 pub mod exporters;
 pub mod lab;
+pub mod pod;
 pub mod process;
 pub mod relays;
+pub mod report;
 pub mod rpc;
 pub mod signals;
 pub mod timescale;
+pub mod topology;
 pub mod tornet;
 
 use std::path::PathBuf;
