@@ -342,21 +342,41 @@ impl Lab {
         self.tor.stop_node(name)
     }
 
-    /// Starts a stopped tor again; returns once its control port answers, after checking that
-    /// it publishes the same onion as before.
+    /// Starts a stopped tor again; returns once its control port answers and it has written
+    /// its onion hostname file, after checking that the onion is the same as before.
     pub fn start_tor(&mut self, name: &str) -> Result<()> {
-        self.tor.start_node(name)?;
-        let node = self.tor.node(name);
-        if let Some(expected) = &node.onion_hostname {
-            let path = node.data_dir.join("hs").join("hostname");
-            let now = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            if now.trim() != expected {
-                bail!(
-                    "tor {name} came back with onion {} instead of {expected}",
-                    now.trim()
-                );
+        let node = self.tor.node(name).clone();
+        let path = node.data_dir.join("hs").join("hostname");
+        if node.onion_hostname.is_some() {
+            // tor derives the file from the key it loads, and writes it only when missing: so
+            // what it writes now says which key it serves.
+            match std::fs::remove_file(&path) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(error).context(format!("cannot remove {}", path.display()))
+                }
+                _ => {}
             }
+        }
+        self.tor.start_node(name)?;
+        let Some(expected) = &node.onion_hostname else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let written = loop {
+            match std::fs::read_to_string(&path) {
+                Ok(text) if text.ends_with('\n') => break text,
+                _ if Instant::now() > deadline => bail!(
+                    "tor {name} did not write {} within 10 s of starting",
+                    path.display()
+                ),
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        if written.trim() != expected {
+            bail!(
+                "tor {name} came back with onion {} instead of {expected}",
+                written.trim()
+            );
         }
         Ok(())
     }

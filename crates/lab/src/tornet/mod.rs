@@ -284,6 +284,11 @@ impl TorNetwork {
             .collect()
     }
 
+    /// The pid of a node tor while it runs.
+    pub fn node_pid(&self, name: &str) -> Result<Option<u32>> {
+        Ok(self.node_procs[self.node_index(name)?].pid())
+    }
+
     /// The pids of all running tors of this network.
     pub fn pids(&self) -> Vec<u32> {
         self.all_procs().filter_map(TorProcess::pid).collect()
