@@ -270,7 +270,8 @@ impl Lab {
 
     /// Re-applies the peerings touching `name`, in both directions (admin_addPeer of a known
     /// peer is a no-op); peerings whose dialer is down are skipped, its start re-applies them.
-    /// Returns how many were applied.
+    /// Returns how many were applied. A dialer that died unnoticed fails the call: run
+    /// `dead_children` first.
     pub fn repeer(&self, name: &str) -> Result<usize> {
         self.node(name)?;
         let mut applied = 0;
@@ -337,7 +338,9 @@ impl Lab {
         Ok(())
     }
 
-    /// Stops the tor of a pod (or dual-stack public node); its onion key stays.
+    /// Stops the tor of a pod (or dual-stack public node); its onion key stays. The relay's Tor
+    /// peers drop; once the tor is back, the dialing side of each peering redials it after
+    /// labrelay's redial delay (geth's 35 s unless `--lab.redial-ms` says otherwise).
     pub fn stop_tor(&mut self, name: &str) -> Result<()> {
         self.tor.stop_node(name)
     }
