@@ -1,19 +1,20 @@
-//! relaywatch exporters attached to lab relays, one per relay, as the sidecar of its pod.
+//! relaywatch exporters attached to lab relays, one per relay, as the sidecar of its pod
+//! (arguments and environment from [`crate::pod`]).
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
+use crate::pod;
 use crate::process::{self, Child};
-use crate::relays::{tail, Mode, Relay};
+use crate::relays::{tail, Relay};
 use crate::rpc;
 
-/// relaywatch's default port, which the deploy bundle names `relaywatch`.
-pub const EXPORTER_PORT: u16 = 9476;
+pub use crate::pod::EXPORTER_PORT;
 
 /// A running `relaywatch exporter`.
 pub struct Exporter {
@@ -38,37 +39,39 @@ pub fn parse_exposition(text: &str) -> Samples {
 }
 
 impl Exporter {
-    /// Starts an exporter for `relay` (mode, admin API, SOCKS address from the relay's spec)
-    /// and waits until /readyz answers.
+    /// Starts `relay`'s pod sidecar as the bundle configures it (`--enforce` in only-onion
+    /// pods), wired to the relay's admin API, SOCKS port and tor, plus `extra_args`, and waits
+    /// until /readyz answers.
     pub fn start(
         binary: &Path,
         relay: &Relay,
         extra_args: &[&str],
         dir: &Path,
     ) -> Result<Exporter> {
+        Exporter::start_with_env(binary, relay, extra_args, &[], dir)
+    }
+
+    /// Like [`Exporter::start`], with some of the bundle's environment replaced (e.g.
+    /// `RELAYWATCH_ENFORCE=false` for an only-onion sidecar that only counts leaks).
+    pub fn start_with_env(
+        binary: &Path,
+        relay: &Relay,
+        extra_args: &[&str],
+        env_overrides: &[(&str, &str)],
+        dir: &Path,
+    ) -> Result<Exporter> {
         let name = format!("relaywatch-{}", relay.name());
-        let listen = SocketAddr::new(IpAddr::V4(relay.spec.ip), EXPORTER_PORT);
+        let listen = SocketAddr::new(relay.spec.ip.into(), EXPORTER_PORT);
         let log_path = dir.join(format!("{name}.log"));
+        let (args, env) = pod::exporter_command(&relay.spec);
         let mut command = Command::new(binary);
-        command
-            .arg("exporter")
-            .args(["--mode", relay.spec.mode.as_str()])
-            .args([
-                "--relay-admin-url",
-                &format!("http://{}", relay.spec.admin_addr()),
-            ])
-            .args(["--tor-proxy", &relay.spec.socks.to_string()])
-            .args(["--listen", &listen.to_string()]);
-        match &relay.spec.tor_control {
-            Some((control, cookie)) => {
-                command.args(["--tor-control", &control.to_string()]);
-                command.arg("--tor-cookie").arg(cookie);
-            }
-            None => {
-                command.args(["--tor-control", "off"]);
-            }
+        command.args(args).args(extra_args);
+        for (key, value) in &env {
+            command.env(key, value);
         }
-        command.args(extra_args);
+        for (key, value) in env_overrides {
+            command.env(key, value);
+        }
         let mut child = process::spawn(&name, command, &log_path)?;
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
@@ -109,14 +112,6 @@ impl Exporter {
 
     pub fn is_running(&mut self) -> bool {
         self.child.is_running()
-    }
-}
-
-/// The flags the deploy bundle gives each mode's exporter: only-onion pods enforce.
-pub fn default_args(mode: Mode) -> &'static [&'static str] {
-    match mode {
-        Mode::OnlyOnion => &["--enforce"],
-        Mode::Clearnet | Mode::PreferTor => &[],
     }
 }
 

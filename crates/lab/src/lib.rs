@@ -9,13 +9,16 @@ pub mod exporters;
 pub mod lab;
 pub mod labfile;
 pub mod monitoring;
+pub mod pod;
 pub mod process;
 pub mod relays;
+pub mod report;
 pub mod rpc;
 pub mod signals;
 pub mod stack;
 pub mod summary;
 pub mod timescale;
+pub mod topology;
 pub mod tornet;
 
 use std::path::PathBuf;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
+use crate::pod;
 use crate::process::{self, Child};
 use crate::rpc;
 
@@ -33,17 +34,6 @@ impl Mode {
             Mode::PreferTor => "prefer-tor",
             Mode::OnlyOnion => "only-onion",
         }
-    }
-
-    /// gethrelay's flags for this mode, given the pod's SOCKS address.
-    pub fn flags(self, socks: SocketAddr) -> Vec<String> {
-        let mut flags = vec!["--tor-proxy".to_string(), socks.to_string()];
-        match self {
-            Mode::Clearnet => {}
-            Mode::PreferTor => flags.push("--prefer-tor".into()),
-            Mode::OnlyOnion => flags.push("--only-onion".into()),
-        }
-        flags
     }
 }
 
@@ -99,25 +89,27 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Starts the relay and waits until its admin API answers.
+    /// Starts the relay as its pod's gethrelay (flags from [`crate::pod`]) and waits until its
+    /// admin API answers.
     pub fn start(binary: &Path, spec: RelaySpec, dir: &Path) -> Result<Relay> {
+        let flags = pod::gethrelay_args(&spec);
+        Relay::start_with_flags(binary, spec, flags, dir)
+    }
+
+    /// Starts labrelay with these gethrelay flags (plus the lab's wiring and `extra_args`) and
+    /// waits until its admin API answers: for nodes that are not pods, such as public ones.
+    pub fn start_with_flags(
+        binary: &Path,
+        spec: RelaySpec,
+        flags: Vec<String>,
+        dir: &Path,
+    ) -> Result<Relay> {
         let log_path = dir.join(format!("{}.log", spec.name));
         let mut command = Command::new(binary);
         command
-            .args(["--identity", &spec.name])
-            .args(["--port", &P2P_PORT.to_string()])
-            .args(["--admin", "--admin.addr", &spec.ip.to_string()])
-            .args(["--admin.port", &ADMIN_PORT.to_string()])
-            .args(["--pprof", "--pprof.addr", &spec.ip.to_string()])
-            .args(["--pprof.port", &PPROF_PORT.to_string()])
-            .args(["--http.addr", &spec.ip.to_string()])
-            .args(["--http.port", &RPC_PROXY_PORT.to_string()])
-            .args(["--nodiscover", "--lab.ip", &spec.ip.to_string()])
-            .args(spec.mode.flags(spec.socks));
-        if let Some(onion) = &spec.onion {
-            command.args(["--lab.onion", onion]);
-        }
-        command.args(&spec.extra_args);
+            .args(flags)
+            .args(pod::lab_wiring_args(&spec))
+            .args(&spec.extra_args);
         let mut child = process::spawn(&spec.name, command, &log_path)?;
         let deadline = Instant::now() + Duration::from_secs(15);
         let node_info = loop {
@@ -237,6 +229,11 @@ impl Relay {
 
     pub fn stop(&mut self) {
         self.child.stop(Duration::from_secs(3));
+    }
+
+    /// The exit status once the process has exited (reaping it), `None` while it runs.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.exit_status()
     }
 }
 

@@ -11,6 +11,10 @@ use super::kustomize::{name, of_kind, strings};
 use super::rules::Rule;
 use super::{get, get_str, seq};
 
+/// Test-only: the lab crate is a dev-dependency of xtask.
+#[cfg(test)]
+mod lab_pods;
+
 /// The recording rule that tells the alerts how many relays each mode should have.
 pub const EXPECTED_PODS: &str = "gethrelay:expected_pods";
 /// Where the fleet is sized (`namespace:` and `replicas:`).

@@ -12,9 +12,8 @@ mod tests {
     use std::process::Command;
     use std::time::{Duration, Instant};
 
-    use lab::exporters::{self, Exporter};
+    use lab::exporters::Exporter;
     use lab::lab::{Lab, LabSpec};
-    use lab::relays::Mode;
     use serde_json::{json, Value as Json};
 
     use super::super::{dashboards, promql, read, read_yaml, root, RULES_FILE};
@@ -98,28 +97,20 @@ mod tests {
         println!("built labrelay and relaywatch in {:?}", started.elapsed());
         let relaywatch = lab::workspace_binary("relaywatch").unwrap();
 
-        let mut spec = LabSpec::fleet();
-        spec.relays = vec![
-            (Mode::Clearnet, 1),
-            (Mode::PreferTor, 1),
-            (Mode::OnlyOnion, 1),
-        ];
+        // One relay per mode; no public nodes: this check needs targets, not a peered fleet.
+        let spec = LabSpec {
+            public: Some(lab::topology::PublicNodes::NONE),
+            ..LabSpec::reduced()
+        };
         let lab = Lab::start(spec).unwrap();
         println!("lab up in {:?}", started.elapsed());
         let dir = lab.dir().to_path_buf();
         let exporters: Vec<Exporter> = lab
             .relays
             .iter()
-            // Exporter::start wires each exporter to its pod's tor (control port and cookie).
-            .map(|relay| {
-                Exporter::start(
-                    &relaywatch,
-                    relay,
-                    exporters::default_args(relay.spec.mode),
-                    &dir,
-                )
-                .unwrap()
-            })
+            // Exporter::start configures each exporter as the bundle does (lab::pod), wired to
+            // its pod's relay and tor (control port and cookie).
+            .map(|relay| Exporter::start(&relaywatch, relay, &[], &dir).unwrap())
             .collect();
 
         // The scrape config the ServiceMonitor produces, with static targets instead of pods.

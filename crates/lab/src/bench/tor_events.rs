@@ -18,6 +18,8 @@ pub fn tor_events_bench(measure_for: Duration) -> Result<String> {
     use crate::tornet::{fresh_onion_address, socks5_connect};
     let lab = Lab::start(LabSpec {
         relays: vec![(Mode::PreferTor, 1), (Mode::OnlyOnion, 1)],
+        // Only the relays under test, no public-network nodes.
+        public: Some(crate::topology::PublicNodes::NONE),
         dir: None,
         relay_args: Vec::new(),
         labrelay_binary: None,

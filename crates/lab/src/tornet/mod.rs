@@ -276,6 +276,19 @@ impl TorNetwork {
         ControlConnection::connect(node.control_addr, &node.cookie_path, Duration::from_secs(5))
     }
 
+    /// Tors (node or network) that exited without `stop_node`, each reported once with its
+    /// exit status; a reported node tor counts as stopped, so `start_node` starts it again.
+    pub fn take_exited(&self) -> Vec<(String, std::process::ExitStatus)> {
+        self.all_procs()
+            .filter_map(|process| Some((process.name.clone(), process.take_exited()?)))
+            .collect()
+    }
+
+    /// The pid of a node tor while it runs.
+    pub fn node_pid(&self, name: &str) -> Result<Option<u32>> {
+        Ok(self.node_procs[self.node_index(name)?].pid())
+    }
+
     /// The pids of all running tors of this network.
     pub fn pids(&self) -> Vec<u32> {
         self.all_procs().filter_map(TorProcess::pid).collect()
@@ -303,6 +316,7 @@ impl TorNetwork {
     }
 }
 
+/// VmRSS of a process in bytes, 0 when it is gone.
 pub fn rss_of(pid: u32) -> u64 {
     let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
         return 0;

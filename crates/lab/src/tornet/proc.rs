@@ -89,6 +89,15 @@ impl TorProcess {
         child.is_running().then(|| child.pid())
     }
 
+    /// The exit status of a tor that exited without being stopped, once: the child is reaped
+    /// and taken out, so the tor counts as stopped (and `start` starts it again).
+    pub fn take_exited(&self) -> Option<std::process::ExitStatus> {
+        let mut slot = self.slot();
+        let status = slot.as_mut()?.exit_status()?;
+        *slot = None;
+        Some(status)
+    }
+
     /// Fails when tor was started and has exited since, showing why from its logs.
     pub fn check_running(&self) -> Result<()> {
         let mut slot = self.slot();

@@ -122,6 +122,8 @@ fn three_modes_over_real_tor_and_clearnet() {
             (Mode::PreferTor, 2),
             (Mode::OnlyOnion, 2),
         ],
+        // Only the relays under test, no public-network nodes.
+        public: Some(lab::topology::PublicNodes::NONE),
         dir: None,
         relay_args: vec![
             "--lab.redial-ms".into(),
@@ -203,13 +205,15 @@ fn three_modes_over_real_tor_and_clearnet() {
     assert_clearnet_peer(c2, o1, true);
 
     // gethrelay's surprise: in only-onion mode without --prefer-tor, a peer whose ENR has both
-    // an onion and an IP is dialed on clearnet (useTor := hasOnion && (preferTor || !hasClearnet)).
+    // an onion and an IP is dialed on clearnet (useTor := hasOnion && (preferTor || !hasClearnet);
+    // dialer.rs's decision table). The deploy bundle therefore gives only-onion pods --prefer-tor
+    // too, and so does the lab (lab::pod): a dual-stack ENR is then dialed over Tor.
     // prefer-tor-1 first forgets only-onion-2, so that only-onion-2 does the dialing.
     p1.admin("admin_removePeer", serde_json::json!([o2.enode()]))
         .unwrap();
     wait_gone(o2, p1);
     o2.add_peer(&p1.enr()).unwrap();
-    assert_clearnet_peer(o2, p1, true);
+    assert_tor_peer(o2, p1, true);
 
     // gethrelay's own metrics agree with admin_peers, and traffic flows both ways.
     for relay in &lab.relays {

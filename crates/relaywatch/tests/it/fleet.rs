@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use lab::exporters::{default_args, Exporter, Samples};
+use lab::exporters::{Exporter, Samples};
 use lab::lab::{Lab, LabSpec};
 use lab::relays::{peer_route, Mode, PeerRoute, Relay};
 use serde_json::Value;
@@ -90,6 +90,8 @@ fn exporter_matches_admin_peers_and_relay_byte_counts_over_real_tor() {
             (Mode::PreferTor, 2),
             (Mode::OnlyOnion, 2),
         ],
+        // Only the relays under test, no public-network nodes.
+        public: Some(lab::topology::PublicNodes::NONE),
         dir: None,
         relay_args: ["--lab.redial-ms", "2000", "--lab.msg-interval-ms", "100"]
             .map(String::from)
@@ -102,12 +104,17 @@ fn exporter_matches_admin_peers_and_relay_byte_counts_over_real_tor() {
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_relaywatch"));
     let mut exporters: Vec<Exporter> = Vec::new();
     for relay in &lab.relays {
-        // only-onion-1 only counts leaks; only-onion-2 also enforces, as the deploy bundle does.
-        let mut args = vec!["--poll-interval", POLL];
-        if relay.name() != "only-onion-1" {
-            args.extend_from_slice(default_args(relay.spec.mode));
-        }
-        exporters.push(Exporter::start(&binary, relay, &args, lab.dir()).expect("exporter starts"));
+        // only-onion-2 enforces, as the deploy bundle configures it; only-onion-1 only counts leaks.
+        let enforce: &[(&str, &str)] = if relay.name() == "only-onion-1" {
+            &[("RELAYWATCH_ENFORCE", "false")]
+        } else {
+            &[]
+        };
+        let args = ["--poll-interval", POLL];
+        exporters.push(
+            Exporter::start_with_env(&binary, relay, &args, enforce, lab.dir())
+                .expect("exporter starts"),
+        );
     }
     let pairs: Vec<(&Relay, &Exporter)> = lab.relays.iter().zip(&exporters).collect();
     let expected = lab.connect_fleet().expect("admin_addPeer");

@@ -43,6 +43,8 @@ fn tor_dials_are_counted_by_outcome_and_tor_restarts_are_survived() {
     }
     let lab = Lab::start(LabSpec {
         relays: vec![(Mode::PreferTor, 1), (Mode::OnlyOnion, 2)],
+        // Only the relays under test, no public-network nodes.
+        public: Some(lab::topology::PublicNodes::NONE),
         dir: None,
         // One dial per target: failed static nodes are not retried during the test.
         relay_args: ["--lab.redial-ms", "600000"].map(String::from).to_vec(),
