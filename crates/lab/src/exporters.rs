@@ -113,6 +113,11 @@ impl Exporter {
     pub fn is_running(&mut self) -> bool {
         self.child.is_running()
     }
+
+    /// SIGTERM, then SIGKILL after 3 s; reaped.
+    pub fn stop(&mut self) {
+        self.child.stop(std::time::Duration::from_secs(3));
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,9 @@ pub fn main(args: &[String]) -> ExitCode {
                 print!("{}", super::USAGE);
                 return ExitCode::SUCCESS;
             }
-            other if scenario.is_none() && !other.starts_with('-') => scenario = Some(other.to_string()),
+            other if scenario.is_none() && !other.starts_with('-') => {
+                scenario = Some(other.to_string())
+            }
             other => {
                 eprintln!("relaywatch-lab drill: unexpected argument {other:?}");
                 return ExitCode::from(2);

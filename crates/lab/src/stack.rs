@@ -72,7 +72,6 @@ pub fn repo_root() -> PathBuf {
     root.canonicalize().unwrap_or(root)
 }
 
-
 /// A loopback address with a port that is free right now (checked by binding it).
 fn free_addr() -> Result<SocketAddr> {
     Ok(SocketAddr::new(
@@ -123,7 +122,12 @@ impl Stack {
         }
         let lab = Lab::start(lab_spec)?;
         let dir = lab.dir().to_path_buf();
-        stage(&mut stages, "private Tor network and relays", &mut since, quiet);
+        stage(
+            &mut stages,
+            "private Tor network and relays",
+            &mut since,
+            quiet,
+        );
 
         let mut pods = BTreeMap::new();
         let mut per_mode: BTreeMap<&str, usize> = BTreeMap::new();
@@ -274,12 +278,7 @@ impl Drop for Stack {
 }
 
 fn start_exporter(relaywatch: &Path, relay: &Relay, dir: &Path) -> Result<Exporter> {
-    Exporter::start(
-        relaywatch,
-        relay,
-        exporters::default_args(relay.spec.mode),
-        dir,
-    )
+    Exporter::start(relaywatch, relay, &[], dir)
 }
 
 impl Fleet {

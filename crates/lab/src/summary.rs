@@ -42,7 +42,11 @@ pub struct Summary {
 }
 
 /// `sum by (pod) (<expr>)` → pod → value.
-fn by_pod(prometheus: &Prometheus, expr: &str, problems: &mut Vec<String>) -> BTreeMap<String, f64> {
+fn by_pod(
+    prometheus: &Prometheus,
+    expr: &str,
+    problems: &mut Vec<String>,
+) -> BTreeMap<String, f64> {
     match prometheus.query(&format!("sum by (pod) ({expr})")) {
         Ok(result) => result
             .iter()
@@ -249,14 +253,22 @@ pub fn render(summary: &Summary, links: &Links, uptime_secs: f64) -> String {
         .alerts
         .iter()
         .map(|(name, pod, severity, state)| {
-            let pod = if pod.is_empty() { String::new() } else { format!(" {pod}") };
+            let pod = if pod.is_empty() {
+                String::new()
+            } else {
+                format!(" {pod}")
+            };
             format!("{name}{pod} ({severity}, {state})")
         })
         .collect();
     let _ = writeln!(
         out,
         "\nalerts: {}",
-        if firing.is_empty() { "none".to_string() } else { firing.join("; ") }
+        if firing.is_empty() {
+            "none".to_string()
+        } else {
+            firing.join("; ")
+        }
     );
     for (sink, notes) in [("slack", &summary.slack), ("email", &summary.email)] {
         let last = notes
@@ -301,7 +313,11 @@ pub fn screen(stack: &Stack) -> Result<String> {
         email_log: stack.file.email_log.display().to_string(),
         time_scale: stack.time_scale,
     };
-    Ok(render(&gather(stack), &links, stack.started.elapsed().as_secs_f64()))
+    Ok(render(
+        &gather(stack),
+        &links,
+        stack.started.elapsed().as_secs_f64(),
+    ))
 }
 
 #[cfg(test)]
@@ -332,7 +348,12 @@ mod tests {
                     ..RelayRow::default()
                 },
             ],
-            alerts: vec![("GethRelayDown".into(), "gethrelay-only-onion-0".into(), "critical".into(), "firing".into())],
+            alerts: vec![(
+                "GethRelayDown".into(),
+                "gethrelay-only-onion-0".into(),
+                "critical".into(),
+                "firing".into(),
+            )],
             died: vec!["relay only-onion-1 exited: signal 9".into()],
             ..Summary::default()
         };
@@ -348,7 +369,10 @@ mod tests {
         assert!(text.contains("2.5 MB"), "{text}");
         assert!(text.contains("3/4"), "{text}");
         assert!(text.contains("RELAY DOWN"), "{text}");
-        assert!(text.contains("GethRelayDown gethrelay-only-onion-0 (critical, firing)"), "{text}");
+        assert!(
+            text.contains("GethRelayDown gethrelay-only-onion-0 (critical, firing)"),
+            "{text}"
+        );
         assert!(text.contains("DIED: relay only-onion-1"), "{text}");
         assert!(text.contains("notifications at email: 0"), "{text}");
     }

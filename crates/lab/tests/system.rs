@@ -18,11 +18,18 @@ fn tools_or_skip() -> bool {
     if !lab::tor_available_or_skip("whole-system lab") {
         return false;
     }
-    for tool in ["prometheus", "prometheus-alertmanager", "promtool", "amtool"] {
+    for tool in [
+        "prometheus",
+        "prometheus-alertmanager",
+        "promtool",
+        "amtool",
+    ] {
         let found = Command::new(tool).arg("--version").output().is_ok();
         if !found {
             if std::env::var_os("CI").is_some() {
-                panic!("whole-system lab: {tool} missing (CI is set, so this test may not be skipped)");
+                panic!(
+                    "whole-system lab: {tool} missing (CI is set, so this test may not be skipped)"
+                );
             }
             eprintln!("skipped: whole-system lab: {tool} missing; `cargo xtask test` installs it");
             return false;
@@ -41,15 +48,26 @@ fn verify(relaywatch: &Path, config: &Path) -> (i32, String) {
         .expect("relaywatch verify runs");
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("relaywatch verify → {:?}\n{stdout}{stderr}", output.status.code());
+    println!(
+        "relaywatch verify → {:?}\n{stdout}{stderr}",
+        output.status.code()
+    );
     (output.status.code().unwrap_or(-1), stdout)
 }
 
 /// Waits until Prometheus sees `expr` return something.
 fn wait_query(stack: &Stack, expr: &str, timeout: Duration) {
     let deadline = Instant::now() + timeout;
-    while stack.prometheus.query(expr).map(|r| r.is_empty()).unwrap_or(true) {
-        assert!(Instant::now() < deadline, "Prometheus never answered {expr} within {timeout:?}");
+    while stack
+        .prometheus
+        .query(expr)
+        .map(|r| r.is_empty())
+        .unwrap_or(true)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never answered {expr} within {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
 }
@@ -65,11 +83,18 @@ fn whole_system_verify_and_drills() {
         .args(["build", "-p", "labrelay", "-p", "relaywatch"])
         .status()
         .unwrap();
-    assert!(status.success(), "cargo build of labrelay and relaywatch failed");
+    assert!(
+        status.success(),
+        "cargo build of labrelay and relaywatch failed"
+    );
     let relaywatch = lab::workspace_binary("relaywatch").unwrap();
 
     let mut lab_spec = LabSpec::fleet();
-    lab_spec.relays = vec![(Mode::Clearnet, 1), (Mode::PreferTor, 1), (Mode::OnlyOnion, 1)];
+    lab_spec.relays = vec![
+        (Mode::Clearnet, 1),
+        (Mode::PreferTor, 1),
+        (Mode::OnlyOnion, 1),
+    ];
     let stack = Stack::start(
         StackSpec {
             lab: lab_spec,
@@ -92,11 +117,19 @@ fn whole_system_verify_and_drills() {
     // 1. The healthy lab passes every criterion.
     let (code, out) = verify(&relaywatch, &config);
     assert_eq!(code, 0, "verify failed on the healthy lab:\n{out}");
-    assert!(out.lines().filter(|l| l.starts_with("PASS")).count() >= 7, "{out}");
+    assert!(
+        out.lines().filter(|l| l.starts_with("PASS")).count() >= 7,
+        "{out}"
+    );
     assert!(!out.lines().any(|l| l.starts_with("FAIL")), "{out}");
 
     // 2. One exporter stopped: criterion 1 fails and names its pod.
-    let pod = stack.file.first_of_mode(Mode::OnlyOnion).unwrap().pod.clone();
+    let pod = stack
+        .file
+        .first_of_mode(Mode::OnlyOnion)
+        .unwrap()
+        .pod
+        .clone();
     stack.fleet().act(Action::StopExporter, &pod).unwrap();
     wait_query(
         &stack,
@@ -132,8 +165,21 @@ fn whole_system_verify_and_drills() {
     let reports = reports.expect("the clearnet-leak and relay-down drills pass");
     for report in &reports {
         let sinks: Vec<&str> = report.fired.iter().map(|(sink, _)| sink.as_str()).collect();
-        assert_eq!(sinks.len(), 2, "{}: critical must reach slack and email: {sinks:?}", report.alert);
-        assert_eq!(report.resolved.len(), 2, "{}: resolved at both sinks", report.alert);
+        assert_eq!(
+            sinks.len(),
+            2,
+            "{}: critical must reach slack and email: {sinks:?}",
+            report.alert
+        );
+        assert_eq!(
+            report.resolved.len(),
+            2,
+            "{}: resolved at both sinks",
+            report.alert
+        );
     }
-    println!("whole-system test took {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "whole-system test took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -97,12 +97,21 @@ pub fn run(file: &LabFile, scenario: Scenario, out: &mut dyn FnMut(&str)) -> Res
     let injected = Instant::now();
     let mut active = scenario.inject(file, &plan)?;
     out(&format!("  injected: {}", plan.fault));
-    let fired = wait_for(file, &before, &want, Status::Firing, must, patience, &mut || {
-        active.tick(file)
-    });
+    let fired = wait_for(
+        file,
+        &before,
+        &want,
+        Status::Firing,
+        must,
+        patience,
+        &mut || active.tick(file),
+    );
     for (sink, at) in &fired.arrived {
         let secs = at.duration_since(injected).as_secs_f64();
-        out(&format!("  {sink}: {} firing after {secs:.1} s", plan.alert));
+        out(&format!(
+            "  {sink}: {} firing after {secs:.1} s",
+            plan.alert
+        ));
         report.fired.push((sink.clone(), secs));
     }
     for sink in &fired.missing {
@@ -122,10 +131,21 @@ pub fn run(file: &LabFile, scenario: Scenario, out: &mut dyn FnMut(&str)) -> Res
     let cleared = Instant::now();
     active.clear(file)?;
     out("  cleared the fault");
-    let resolved = wait_for(file, &before, &want, Status::Resolved, must, patience, &mut || Ok(()));
+    let resolved = wait_for(
+        file,
+        &before,
+        &want,
+        Status::Resolved,
+        must,
+        patience,
+        &mut || Ok(()),
+    );
     for (sink, at) in &resolved.arrived {
         let secs = at.duration_since(cleared).as_secs_f64();
-        out(&format!("  {sink}: {} resolved after {secs:.1} s", plan.alert));
+        out(&format!(
+            "  {sink}: {} resolved after {secs:.1} s",
+            plan.alert
+        ));
         report.resolved.push((sink.clone(), secs));
     }
     for sink in &resolved.missing {
@@ -140,21 +160,27 @@ pub fn run(file: &LabFile, scenario: Scenario, out: &mut dyn FnMut(&str)) -> Res
     let after = Seen::now(file)?;
     for sink in must_not {
         if after.any_since(&before, sink, &want) {
-            report
-                .failures
-                .push(format!("{} reached {sink}, which its routing excludes", plan.alert));
+            report.failures.push(format!(
+                "{} reached {sink}, which its routing excludes",
+                plan.alert
+            ));
         }
     }
     for (alert, sink, at) in after.others_since(&before, &plan.pod, &plan.alert) {
-        report
-            .also
-            .push((alert, sink, at.saturating_sub(before.unix_ms) as f64 / 1000.0));
+        report.also.push((
+            alert,
+            sink,
+            at.saturating_sub(before.unix_ms) as f64 / 1000.0,
+        ));
     }
     for line in &report.failures {
         out(&format!("  FAIL: {line}"));
     }
     if report.passed() {
-        out(&format!("  PASS ({:.1} s)", injected.elapsed().as_secs_f64()));
+        out(&format!(
+            "  PASS ({:.1} s)",
+            injected.elapsed().as_secs_f64()
+        ));
     }
     Ok(report)
 }
@@ -185,7 +211,11 @@ pub fn table(reports: &[Report], time_scale: f64) -> String {
             if report.passed() { "PASS" } else { "FAIL" }
         );
         for (alert, sink, secs) in &report.also {
-            let _ = writeln!(out, "{:<18}   also: {alert} at {sink} after {secs:.1} s", "");
+            let _ = writeln!(
+                out,
+                "{:<18}   also: {alert} at {sink} after {secs:.1} s",
+                ""
+            );
         }
         for note in &report.notes {
             let _ = writeln!(out, "{:<18}   {note}", "");
@@ -199,7 +229,11 @@ pub fn table(reports: &[Report], time_scale: f64) -> String {
 }
 
 /// Runs `scenarios` in order and prints the table; fails when any drill failed.
-pub fn run_all(file: &LabFile, scenarios: &[Scenario], out: &mut dyn FnMut(&str)) -> Result<Vec<Report>> {
+pub fn run_all(
+    file: &LabFile,
+    scenarios: &[Scenario],
+    out: &mut dyn FnMut(&str),
+) -> Result<Vec<Report>> {
     let mut reports = Vec::new();
     for scenario in scenarios {
         let report = run(file, *scenario, out)?;
@@ -209,7 +243,11 @@ pub fn run_all(file: &LabFile, scenarios: &[Scenario], out: &mut dyn FnMut(&str)
     }
     out(&table(&reports, file.time_scale));
     if reports.iter().any(|r| !r.passed()) {
-        bail!("{} of {} drills failed", reports.iter().filter(|r| !r.passed()).count(), reports.len());
+        bail!(
+            "{} of {} drills failed",
+            reports.iter().filter(|r| !r.passed()).count(),
+            reports.len()
+        );
     }
     Ok(reports)
 }

@@ -69,7 +69,11 @@ impl Scenario {
     /// after another never wait on each other's alerts.
     fn target(self, file: &LabFile) -> Result<LabRelay> {
         let of = |mode: Mode, nth: usize| -> Option<&LabRelay> {
-            let list: Vec<&LabRelay> = file.relays.iter().filter(|r| r.mode() == Some(mode)).collect();
+            let list: Vec<&LabRelay> = file
+                .relays
+                .iter()
+                .filter(|r| r.mode() == Some(mode))
+                .collect();
             list.get(nth.min(list.len().saturating_sub(1))).copied()
         };
         let pick = match self {
@@ -107,12 +111,24 @@ impl Scenario {
             Scenario::TorDialFailures => "static peers at onions that do not exist",
             Scenario::LowPeers => "every peer removed (both sides)",
         };
-        Ok(Plan { pod: relay.pod.clone(), relay, alert, severity, fault })
+        Ok(Plan {
+            pod: relay.pod.clone(),
+            relay,
+            alert,
+            severity,
+            fault,
+        })
     }
 
     pub fn inject(self, file: &LabFile, plan: &Plan) -> Result<Active> {
         let relay = plan.relay.clone();
-        let mut active = Active { scenario: self, relay, added: Vec::new(), dialer: None, before: None };
+        let mut active = Active {
+            scenario: self,
+            relay,
+            added: Vec::new(),
+            dialer: None,
+            before: None,
+        };
         match self {
             Scenario::ClearnetLeak => {
                 // A node of the public network (or a clearnet relay) dials the only-onion
@@ -124,7 +140,11 @@ impl Scenario {
                     .map(|node| node.admin)
                     .or_else(|| file.first_of_mode(Mode::Clearnet).ok().map(|r| r.admin))
                     .context("drill clearnet-leak needs a clearnet node to dial in")?;
-                let url = format!("enode://{}@{}", pubkey(active.relay.admin)?, active.relay.p2p);
+                let url = format!(
+                    "enode://{}@{}",
+                    pubkey(active.relay.admin)?,
+                    active.relay.p2p
+                );
                 active.before = Some(scrape_leaks(&active.relay)?);
                 rpc::call(dialer, "admin_addPeer", json!([url]))?;
                 active.dialer = Some(dialer);
@@ -240,7 +260,11 @@ fn act(file: &LabFile, action: Action, pod: &str) -> Result<()> {
 fn pubkey(admin: SocketAddr) -> Result<String> {
     let info = rpc::call(admin, "admin_nodeInfo", json!([]))?;
     let enode = info["enode"].as_str().unwrap_or_default();
-    let key = enode.trim_start_matches("enode://").split('@').next().unwrap_or_default();
+    let key = enode
+        .trim_start_matches("enode://")
+        .split('@')
+        .next()
+        .unwrap_or_default();
     if key.len() != 128 {
         bail!("admin_nodeInfo of {admin} has no usable enode");
     }
@@ -258,7 +282,10 @@ fn random_pubkey() -> String {
 /// (leaks counted, removals that succeeded) from the relay's exporter.
 fn scrape_leaks(relay: &LabRelay) -> Result<(f64, f64)> {
     let samples = parse_exposition(&rpc::get_text(relay.exporter, "/metrics")?);
-    let leaks = samples.get("relaywatch_clearnet_leaks_total").copied().unwrap_or(0.0);
+    let leaks = samples
+        .get("relaywatch_clearnet_leaks_total")
+        .copied()
+        .unwrap_or(0.0);
     let removed = samples
         .get("relaywatch_leak_removals_total{result=\"ok\"}")
         .copied()
@@ -299,7 +326,10 @@ mod tests {
     /// Every (alert, severity) a drill expects is one the rule file defines.
     #[test]
     fn expected_alerts_exist_in_the_rules() {
-        let rules = std::fs::read_to_string(crate::stack::repo_root().join("deploy/rules/gethrelay.rules.yaml")).unwrap();
+        let rules = std::fs::read_to_string(
+            crate::stack::repo_root().join("deploy/rules/gethrelay.rules.yaml"),
+        )
+        .unwrap();
         let rules: serde_norway::Value = serde_norway::from_str(&rules).unwrap();
         let mut defined = BTreeSet::new();
         for group in rules["groups"].as_sequence().unwrap() {

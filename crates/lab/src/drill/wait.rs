@@ -67,7 +67,12 @@ impl Seen {
     }
 
     /// Other alerts that notified about `pod` since `before`: (alert, sink, unix ms).
-    pub fn others_since(&self, before: &Seen, pod: &str, alert: &str) -> Vec<(String, String, u64)> {
+    pub fn others_since(
+        &self,
+        before: &Seen,
+        pod: &str,
+        alert: &str,
+    ) -> Vec<(String, String, u64)> {
         let mut out = Vec::new();
         for sink in ["slack", "email"] {
             for note in self.new_since(before, sink) {
@@ -105,7 +110,11 @@ pub fn wait_for(
     let deadline = Instant::now() + patience;
     let mut arrived: Vec<(String, Instant)> = Vec::new();
     // A resolved wait must only count notifications after the firing one: skip those seen so far.
-    let mut floor = Seen { unix_ms: before.unix_ms, slack: Vec::new(), email: Vec::new() };
+    let mut floor = Seen {
+        unix_ms: before.unix_ms,
+        slack: Vec::new(),
+        email: Vec::new(),
+    };
     if status == Status::Resolved {
         if let Ok(now) = Seen::now(file) {
             floor = now;
@@ -120,7 +129,11 @@ pub fn wait_for(
                 if arrived.iter().any(|(s, _)| s == sink) {
                     continue;
                 }
-                if now.new_since(&floor, sink).iter().any(|note| want.matches(note, status)) {
+                if now
+                    .new_since(&floor, sink)
+                    .iter()
+                    .any(|note| want.matches(note, status))
+                {
                     arrived.push((sink.to_string(), Instant::now()));
                 }
             }
@@ -142,7 +155,10 @@ pub fn wait_for(
 fn prometheus_alerts(file: &LabFile) -> Result<Vec<Value>> {
     let text = crate::rpc::get_text(file.prometheus, "/api/v1/alerts")?;
     let reply: Value = serde_json::from_str(&text)?;
-    Ok(reply["data"]["alerts"].as_array().cloned().unwrap_or_default())
+    Ok(reply["data"]["alerts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
 }
 
 /// Waits until Prometheus has no pending or firing alert about `pod`, so that this drill's
@@ -165,7 +181,10 @@ pub fn wait_quiet(file: &LabFile, pod: &str, patience: Duration) -> Result<()> {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("{pod} still has alerts before the drill: {}", busy.join(", "));
+            bail!(
+                "{pod} still has alerts before the drill: {}",
+                busy.join(", ")
+            );
         }
         std::thread::sleep(Duration::from_millis(500));
     }
