@@ -131,12 +131,14 @@ pub fn run(file: &LabFile, scenario: Scenario, out: &mut dyn FnMut(&str)) -> Res
     let cleared = Instant::now();
     active.clear(file)?;
     out("  cleared the fault");
+    // Only what fired can resolve: do not wait on a sink that never heard of the alert.
+    let fired_at: Vec<&str> = report.fired.iter().map(|(sink, _)| sink.as_str()).collect();
     let resolved = wait_for(
         file,
         &before,
         &want,
         Status::Resolved,
-        must,
+        &fired_at,
         patience,
         &mut || Ok(()),
     );
@@ -166,7 +168,7 @@ pub fn run(file: &LabFile, scenario: Scenario, out: &mut dyn FnMut(&str)) -> Res
             ));
         }
     }
-    for (alert, sink, at) in after.others_since(&before, &plan.pod, &plan.alert) {
+    for (alert, sink, at) in after.others_since(&before, &plan.pod, plan.alert) {
         report.also.push((
             alert,
             sink,
@@ -188,7 +190,7 @@ pub fn run(file: &LabFile, scenario: Scenario, out: &mut dyn FnMut(&str)) -> Res
 /// The `drill all` table.
 pub fn table(reports: &[Report], time_scale: f64) -> String {
     let mut out = format!(
-        "{:<18} {:<26} {:<34} {:>8} {:>8} {:>9} {:>9}  result\n",
+        "{:<18} {:<24} {:<44} {:>7} {:>7} {:>8} {:>9}  result\n",
         "scenario", "pod", "alert", "slack s", "email s", "resolv s", "email res"
     );
     for report in reports {
@@ -200,7 +202,7 @@ pub fn table(reports: &[Report], time_scale: f64) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<18} {:<26} {:<34} {:>8} {:>8} {:>9} {:>9}  {}",
+            "{:<18} {:<24} {:<44} {:>7} {:>7} {:>8} {:>9}  {}",
             report.scenario.as_str(),
             report.pod,
             format!("{} ({})", report.alert, report.severity),

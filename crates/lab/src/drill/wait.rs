@@ -17,8 +17,8 @@ pub struct Want {
 impl Want {
     fn matches(&self, note: &Notification, status: Status) -> bool {
         note.status == status
-            && note.alertnames.iter().any(|name| *name == self.alert)
-            && note.pods.iter().any(|pod| *pod == self.pod)
+            && note.alertnames.contains(&self.alert)
+            && note.pods.contains(&self.pod)
     }
 }
 
@@ -60,10 +60,9 @@ impl Seen {
     }
 
     pub fn any_since(&self, before: &Seen, sink: &str, want: &Want) -> bool {
-        self.new_since(before, sink).iter().any(|note| {
-            note.alertnames.iter().any(|name| *name == want.alert)
-                && note.pods.iter().any(|pod| *pod == want.pod)
-        })
+        self.new_since(before, sink)
+            .iter()
+            .any(|note| note.alertnames.contains(&want.alert) && note.pods.contains(&want.pod))
     }
 
     /// Other alerts that notified about `pod` since `before`: (alert, sink, unix ms).

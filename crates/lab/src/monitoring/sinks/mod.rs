@@ -104,18 +104,31 @@ pub fn parse_status(title: &str) -> Status {
     }
 }
 
-/// Pods named as `Relay <namespace>/<pod>` (the rules' descriptions) or as a `pod = <name>` /
-/// `pod=<name>` label (the e-mail's label lists), sorted, without repeats.
+/// Pods named as `<namespace>/<pod>` anywhere in the text (every rule description names its pod
+/// so, after varying words: "Relay gethrelay/x", "The sidecar of gethrelay/x") or as a
+/// `pod = <name>` / `pod=<name>` label (the e-mail's label lists), sorted, without repeats.
+/// A word with more than one `/` (a runbook URL) is not a pod, nor is `StatefulSet <ns>/<name>`.
 pub fn find_pods(text: &str) -> Vec<String> {
     let mut pods = label_values(text, "pod");
-    let mut rest = text;
-    while let Some(start) = rest.find("Relay ") {
-        rest = &rest[start + "Relay ".len()..];
-        let word = take_word(rest);
-        if let Some((namespace, pod)) = word.split_once('/') {
-            if !namespace.is_empty() && !pod.is_empty() {
-                pods.push(pod.to_string());
-            }
+    let mut previous = "";
+    for word in text.split(|c: char| c.is_whitespace() || "()[],;'\"".contains(c)) {
+        let word = word.trim_end_matches(['.', ':']);
+        let after_statefulset = std::mem::replace(&mut previous, word) == "StatefulSet";
+        if after_statefulset {
+            continue;
+        }
+        let Some((namespace, pod)) = word.split_once('/') else {
+            continue;
+        };
+        let dns_label = |part: &str| {
+            !part.is_empty()
+                && part.len() <= 63
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        };
+        if dns_label(namespace) && dns_label(pod) {
+            pods.push(pod.to_string());
         }
     }
     pods.sort();

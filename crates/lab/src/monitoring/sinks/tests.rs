@@ -31,6 +31,23 @@ fn slack_payloads_give_status_alertnames_and_pods() {
     assert!(changed.alertnames.is_empty());
 }
 
+/// Every rule description names its pod as `<namespace>/<pod>`, after varying words; the
+/// exporter-down drill once missed its notification because only `Relay <ns>/<pod>` was read.
+#[test]
+fn pods_are_found_whatever_the_words_before_them() {
+    let text = "*warning* A relaywatch sidecar does not answer its scrape.\nThe relaywatch sidecar of gethrelay/gethrelay-prefer-tor-0 (mode prefer-tor) has failed.\nRunbook: https://github.com/igor53627/relaywatch/blob/main/docs/runbooks/X.md";
+    assert_eq!(find_pods(text), ["gethrelay-prefer-tor-0"]);
+    assert_eq!(
+        find_pods("Relay gethrelay/gethrelay-only-onion-0: leak."),
+        ["gethrelay-only-onion-0"]
+    );
+    assert!(
+        find_pods("StatefulSet gethrelay/gethrelay-clearnet has had 1 of its pods missing")
+            .is_empty()
+    );
+    assert!(find_pods("a/B c/ /d https://x/y").is_empty());
+}
+
 #[test]
 fn hostile_slack_payloads_are_errors_not_panics() {
     for body in [
