@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::pod;
 use crate::process::{self, Child};
@@ -63,6 +63,8 @@ impl Exporter {
         let name = format!("relaywatch-{}", relay.name());
         let listen = SocketAddr::new(relay.spec.ip.into(), EXPORTER_PORT);
         let log_path = dir.join(format!("{name}.log"));
+        crate::monitoring::check_port_free(listen)
+            .with_context(|| format!("{name} cannot start"))?;
         let (args, env) = pod::exporter_command(&relay.spec);
         let mut command = Command::new(binary);
         command.args(args).args(extra_args);

@@ -105,6 +105,17 @@ impl Relay {
         dir: &Path,
     ) -> Result<Relay> {
         let log_path = dir.join(format!("{}.log", spec.name));
+        // Checked right before the relay binds them: a clash is reported as such, not as a
+        // relay that died at start.
+        for addr in [
+            spec.p2p_addr(),
+            spec.admin_addr(),
+            spec.pprof_addr(),
+            SocketAddr::new(IpAddr::V4(spec.ip), RPC_PROXY_PORT),
+        ] {
+            crate::monitoring::check_port_free(addr)
+                .with_context(|| format!("labrelay {} cannot start", spec.name))?;
+        }
         let mut command = Command::new(binary);
         command
             .args(flags)
