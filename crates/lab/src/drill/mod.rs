@@ -122,6 +122,17 @@ pub fn run(file: &LabFile, scenario: Scenario, out: &mut dyn FnMut(&str)) -> Res
             patience.as_secs_f64()
         ));
     }
+    let hold = scenario.hold(file.time_scale);
+    if !hold.is_zero() {
+        out(&format!(
+            "  keeping the fault {:.0} s more to see what else fires",
+            hold.saturating_sub(injected.elapsed()).as_secs_f64()
+        ));
+        while injected.elapsed() < hold {
+            let _ = active.tick(file);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
     report.notes.extend(active.notes(file));
     if active.guard_removed() == Some(false) {
         report

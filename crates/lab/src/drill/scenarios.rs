@@ -98,6 +98,16 @@ impl Scenario {
         })
     }
 
+    /// How long the fault stays after the expected notification, to see what else fires:
+    /// a dead tor should also end in GethRelayNoTorPeers (`for: 10m`), and in which order
+    /// the alerts arrive is what an operator reading the page needs to know.
+    pub fn hold(self, time_scale: f64) -> std::time::Duration {
+        match self {
+            Scenario::TorDown => std::time::Duration::from_secs_f64(700.0 / time_scale + 5.0),
+            _ => std::time::Duration::ZERO,
+        }
+    }
+
     pub fn plan(self, file: &LabFile) -> Result<Plan> {
         let relay = self.target(file)?;
         let mode = relay.mode().context("relay with an unknown mode")?;
