@@ -38,9 +38,14 @@ fn tools_or_skip() -> bool {
     true
 }
 
-/// Runs `relaywatch verify`; (exit code, stdout).
+/// Runs `relaywatch verify`; (exit code, stdout). Every proxy variable points at the discard
+/// port: a client that used one would fail every request, so a pass also shows none is used.
 fn verify(relaywatch: &Path, config: &Path) -> (i32, String) {
-    let output = Command::new(relaywatch)
+    let mut command = Command::new(relaywatch);
+    for var in ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
+        command.env(var, "http://127.0.0.1:9");
+    }
+    let output = command
         .arg("verify")
         .arg("--config")
         .arg(config)
