@@ -79,7 +79,21 @@ pub fn gather(stack: &Stack) -> Summary {
         q(r#"p2p_ingress_clearnet{job="relaywatch"} + p2p_egress_clearnet{job="relaywatch"}"#);
     let leaks = q(r#"relaywatch_clearnet_leaks_total{job="relaywatch"}"#);
     let mut fleet = stack.fleet();
-    let died = fleet.died();
+    let mut died = fleet.died();
+    for (name, pid) in [
+        ("Prometheus", stack.prometheus.pid()),
+        ("Alertmanager", stack.alertmanager.pid()),
+    ] {
+        if !alive(pid) {
+            died.push(format!(
+                "{name} exited; its log is under {}/monitoring",
+                stack.dir.display()
+            ));
+        }
+    }
+    if !stack.slack.is_healthy() || !stack.email.is_healthy() {
+        died.push("a notification sink stopped accepting connections".into());
+    }
     let relays = stack
         .file
         .relays
@@ -117,6 +131,14 @@ pub fn gather(stack: &Stack) -> Summary {
         died,
         problems,
     }
+}
+
+/// Whether `pid` runs (a zombie, exited but not yet reaped, does not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
 }
 
 fn alert_row(alert: &Value) -> (String, String, String, String) {
@@ -375,6 +397,17 @@ mod tests {
         );
         assert!(text.contains("DIED: relay only-onion-1"), "{text}");
         assert!(text.contains("notifications at email: 0"), "{text}");
+    }
+
+    #[test]
+    fn a_zombie_or_missing_process_is_not_alive() {
+        assert!(alive(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!alive(pid), "an exited child not yet reaped is a zombie");
+        child.wait().unwrap();
+        assert!(!alive(pid));
     }
 
     #[test]
