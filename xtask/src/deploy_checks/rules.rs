@@ -127,6 +127,9 @@ pub fn runbook_url_files() -> Result<Vec<String>> {
     Ok(files)
 }
 
+/// The operator documentation beside the runbooks.
+pub const DOCS_DIR: &str = "docs";
+
 /// The NetworkPolicies the kustomize base defines, by name.
 pub const NETWORK_POLICIES_FILE: &str = "deploy/kustomize/base/networkpolicies.yaml";
 
@@ -153,9 +156,10 @@ pub fn runbook_file(url: &str) -> std::result::Result<String, String> {
     }
 }
 
-/// Problems of the links a runbook makes: relative Markdown links to files that do not exist,
-/// and NetworkPolicies named in backticks that `policies` does not define.
-pub fn runbook_link_problems(runbook: &str, text: &str, policies: &[String]) -> Vec<String> {
+/// Problems of the links a document (workspace-relative path `doc`) makes: relative Markdown
+/// links to files that do not exist, and NetworkPolicies named in backticks that `policies`
+/// does not define.
+pub fn doc_link_problems(doc: &str, text: &str, policies: &[String]) -> Vec<String> {
     let mut problems = Vec::new();
     let link = regex::Regex::new(r"\]\(([^)#\s]+)(#[^)]*)?\)").unwrap();
     for found in link.captures_iter(text) {
@@ -163,18 +167,19 @@ pub fn runbook_link_problems(runbook: &str, text: &str, policies: &[String]) -> 
         if target.contains("://") || target.starts_with("mailto:") {
             continue;
         }
-        let path = super::root().join(RUNBOOKS_DIR).join(target);
+        let dir = std::path::Path::new(doc)
+            .parent()
+            .unwrap_or(std::path::Path::new(""));
+        let path = super::root().join(dir).join(target);
         if !path.exists() {
-            problems.push(format!(
-                "{runbook}: links to {target}, which does not exist"
-            ));
+            problems.push(format!("{doc}: links to {target}, which does not exist"));
         }
     }
     let named = regex::Regex::new(r"NetworkPolic(?:y|ies) `([a-z0-9.-]+)`").unwrap();
     for found in named.captures_iter(text) {
         if !policies.iter().any(|policy| policy == &found[1]) {
             problems.push(format!(
-                "{runbook}: names NetworkPolicy `{}`, which {NETWORK_POLICIES_FILE} does not define (it has {policies:?})",
+                "{doc}: names NetworkPolicy `{}`, which {NETWORK_POLICIES_FILE} does not define (it has {policies:?})",
                 &found[1]
             ));
         }
@@ -287,13 +292,13 @@ pub fn check_static(rules: &[Rule]) -> Result<()> {
         }
     }
     let policies = network_policy_names()?;
+    for doc in super::files(DOCS_DIR, ".md")? {
+        let text = std::fs::read_to_string(&doc)?;
+        problems.extend(doc_link_problems(&super::shown(&doc), &text, &policies));
+    }
     for runbook in super::files(RUNBOOKS_DIR, ".md")? {
         let text = std::fs::read_to_string(&runbook)?;
-        problems.extend(runbook_link_problems(
-            &super::shown(&runbook),
-            &text,
-            &policies,
-        ));
+        problems.extend(doc_link_problems(&super::shown(&runbook), &text, &policies));
         let name = runbook
             .file_stem()
             .unwrap_or_default()
@@ -371,7 +376,7 @@ mod tests {
         let text =
             "See [the other](GethRelayDown.md) and [gone](Nope.md), [web](https://x.example/a).\n\
                     NetworkPolicy `gethrelay-p2p` and NetworkPolicy `gethrelay-only-onion-p2p`.";
-        let problems = runbook_link_problems("r.md", text, &policies);
+        let problems = doc_link_problems("docs/runbooks/r.md", text, &policies);
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].contains("Nope.md"), "{problems:?}");
         assert!(
