@@ -127,6 +127,80 @@ pub fn runbook_url_files() -> Result<Vec<String>> {
     Ok(files)
 }
 
+/// The operator documentation beside the runbooks.
+pub const DOCS_DIR: &str = "docs";
+
+/// The NetworkPolicies the kustomize base defines, by name.
+pub const NETWORK_POLICIES_FILE: &str = "deploy/kustomize/base/networkpolicies.yaml";
+
+/// Where a `runbook_url` points inside the repository: the file under [`RUNBOOKS_DIR`], or a
+/// problem when the URL is not below [`super::RUNBOOK_BASE_URL`] or the base URL does not end
+/// in the runbooks directory (then no URL could resolve to a file of this repository).
+pub fn runbook_file(url: &str) -> std::result::Result<String, String> {
+    let base = super::RUNBOOK_BASE_URL;
+    if !base.ends_with(&format!("/{RUNBOOKS_DIR}")) {
+        return Err(format!(
+            "RUNBOOK_BASE_URL {base} must end in /{RUNBOOKS_DIR}, where the runbooks are"
+        ));
+    }
+    match url
+        .strip_prefix(base)
+        .and_then(|rest| rest.strip_prefix('/'))
+    {
+        Some(name) if !name.is_empty() && !name.contains('/') => {
+            Ok(format!("{RUNBOOKS_DIR}/{name}"))
+        }
+        _ => Err(format!(
+            "runbook_url {url} is not <RUNBOOK_BASE_URL>/<file>"
+        )),
+    }
+}
+
+/// Problems of the links a document (workspace-relative path `doc`) makes: relative Markdown
+/// links to files that do not exist, and NetworkPolicies named in backticks that `policies`
+/// does not define.
+pub fn doc_link_problems(doc: &str, text: &str, policies: &[String]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let link = regex::Regex::new(r"\]\(([^)#\s]+)(#[^)]*)?\)").unwrap();
+    for found in link.captures_iter(text) {
+        let target = &found[1];
+        if target.contains("://") || target.starts_with("mailto:") {
+            continue;
+        }
+        let dir = std::path::Path::new(doc)
+            .parent()
+            .unwrap_or(std::path::Path::new(""));
+        let path = super::root().join(dir).join(target);
+        if !path.exists() {
+            problems.push(format!("{doc}: links to {target}, which does not exist"));
+        }
+    }
+    let named = regex::Regex::new(r"NetworkPolic(?:y|ies) `([a-z0-9.-]+)`").unwrap();
+    for found in named.captures_iter(text) {
+        if !policies.iter().any(|policy| policy == &found[1]) {
+            problems.push(format!(
+                "{doc}: names NetworkPolicy `{}`, which {NETWORK_POLICIES_FILE} does not define (it has {policies:?})",
+                &found[1]
+            ));
+        }
+    }
+    problems
+}
+
+/// The names of the NetworkPolicies of [`NETWORK_POLICIES_FILE`].
+pub fn network_policy_names() -> Result<Vec<String>> {
+    let text = read(NETWORK_POLICIES_FILE)?;
+    Ok(super::parse_yaml_documents(&text, NETWORK_POLICIES_FILE)?
+        .iter()
+        .filter(|document| get_str(document, "kind") == Some("NetworkPolicy"))
+        .filter_map(|document| get(document, "metadata").and_then(|m| get_str(m, "name")))
+        .map(str::to_string)
+        .collect())
+}
+
+#[path = "leak_budget.rs"]
+pub mod leak_budget;
+
 /// Checks everything about the rules that needs no tool; returns all problems at once.
 pub fn check_static(rules: &[Rule]) -> Result<()> {
     let mut problems = Vec::new();
@@ -159,6 +233,15 @@ pub fn check_static(rules: &[Rule]) -> Result<()> {
                 problems.push(format!(
                     "{place}: summary is one sentence without labels, ending in a period"
                 ));
+            }
+        }
+        if let Some(url) = rule.annotations.get("runbook_url") {
+            match runbook_file(url) {
+                Ok(file) if super::root().join(&file).is_file() => {}
+                Ok(file) => problems.push(format!(
+                    "{place}: runbook_url {url} points at {file}, which does not exist"
+                )),
+                Err(problem) => problems.push(format!("{place}: {problem}")),
             }
         }
         if rule.annotations.get("runbook_url") != Some(&runbook_url(alert)) {
@@ -208,7 +291,14 @@ pub fn check_static(rules: &[Rule]) -> Result<()> {
             problems.push(format!("group {group}: test file {test} missing"));
         }
     }
+    let policies = network_policy_names()?;
+    for doc in super::files(DOCS_DIR, ".md")? {
+        let text = std::fs::read_to_string(&doc)?;
+        problems.extend(doc_link_problems(&super::shown(&doc), &text, &policies));
+    }
     for runbook in super::files(RUNBOOKS_DIR, ".md")? {
+        let text = std::fs::read_to_string(&runbook)?;
+        problems.extend(doc_link_problems(&super::shown(&runbook), &text, &policies));
         let name = runbook
             .file_stem()
             .unwrap_or_default()
@@ -278,6 +368,29 @@ mod tests {
             })
             .collect();
         super::super::promql::check_names(&expressions, &known).unwrap();
+    }
+
+    #[test]
+    fn runbook_links_and_network_policies_are_checked() {
+        let policies = vec!["gethrelay-p2p".to_string()];
+        let text =
+            "See [the other](GethRelayDown.md) and [gone](Nope.md), [web](https://x.example/a).\n\
+                    NetworkPolicy `gethrelay-p2p` and NetworkPolicy `gethrelay-only-onion-p2p`.";
+        let problems = doc_link_problems("docs/runbooks/r.md", text, &policies);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("Nope.md"), "{problems:?}");
+        assert!(
+            problems[1].contains("gethrelay-only-onion-p2p"),
+            "{problems:?}"
+        );
+        assert!(network_policy_names()
+            .unwrap()
+            .contains(&"gethrelay-p2p".to_string()));
+        assert_eq!(
+            runbook_file(&runbook_url("GethRelayDown")).unwrap(),
+            format!("{RUNBOOKS_DIR}/GethRelayDown.md")
+        );
+        assert!(runbook_file("https://elsewhere.example/GethRelayDown.md").is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use super::{get, seq};
 /// Keys the chart leaves free-form; below them `check_free_form` checks the documented shapes.
 pub const FREE_FORM: &[&str] = &[
     "prometheus.prometheusSpec.storageSpec",
+    "alertmanager.alertmanagerSpec.storage",
     "grafana.dashboards",
     "grafana.dashboardProviders",
     "alertmanager.config",
@@ -86,7 +87,7 @@ pub fn check_free_form(ours: &Value) -> Vec<String> {
     );
     match storage {
         Some(spec) => {
-            for key in ["storageClassName", "accessModes", "resources"] {
+            for key in ["accessModes", "resources"] {
                 if get(spec, key).is_none() {
                     problems.push(format!(
                         "storageSpec.volumeClaimTemplate.spec.{key} missing"
@@ -101,6 +102,35 @@ pub fn check_free_form(ours: &Value) -> Vec<String> {
         }
         None => problems
             .push("prometheus.prometheusSpec.storageSpec.volumeClaimTemplate.spec missing".into()),
+    }
+    let alertmanager_storage = lookup(
+        ours,
+        &[
+            "alertmanager",
+            "alertmanagerSpec",
+            "storage",
+            "volumeClaimTemplate",
+            "spec",
+        ],
+    );
+    if alertmanager_storage
+        .and_then(|spec| lookup(spec, &["resources", "requests", "storage"]))
+        .is_none()
+    {
+        problems.push("alertmanager.alertmanagerSpec.storage: a volume, so silences and the notification log survive restarts".into());
+    }
+    for (what, spec) in [
+        ("prometheus", storage),
+        ("alertmanager", alertmanager_storage),
+    ] {
+        if spec
+            .and_then(|spec| get(spec, "storageClassName"))
+            .is_some()
+        {
+            problems.push(format!(
+                "{what} storage: no storageClassName by default (the cluster's default StorageClass); the operator sets one if needed"
+            ));
+        }
     }
     let providers = lookup(
         ours,
@@ -172,6 +202,9 @@ pub fn check_free_form(ours: &Value) -> Vec<String> {
     }
     problems
 }
+
+#[path = "values_budget.rs"]
+pub mod budget;
 
 #[cfg(test)]
 mod tests {
