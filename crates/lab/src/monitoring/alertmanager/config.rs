@@ -116,6 +116,8 @@ pub fn secret_contents(alertmanager_yaml: &str, slack_url: &str) -> Result<Vec<(
             "slack_api_url_file" => slack_url,
             "api_url_file" if secret.key_path.contains("slack_configs") => slack_url,
             "smtp_auth_password_file" | "auth_password_file" => LAB_SMTP_PASSWORD,
+            // The dead man's switch's URL: lab_config removes that webhook, nothing reads it.
+            "url_file" if secret.key_path.contains("webhook_configs") => continue,
             _ => bail!(
                 "alertmanager config: the lab has nothing to write into {} ({}); teach crates/lab/src/monitoring/alertmanager/config.rs",
                 secret.key_path,
@@ -187,6 +189,9 @@ pub fn lab_config(
         scale_timer(timeout, "global.resolve_timeout", time_scale, &mut changes)?;
     }
 
+    if !root.contains_key("route") {
+        bail!("alertmanager config: no `route:`; Alertmanager needs a root route");
+    }
     check_receivers(root, &smtp_text, &mut changes)?;
 
     if let Some(templates) = root.get_mut("templates") {
@@ -295,9 +300,32 @@ fn move_secret_files(mapping: &mut Mapping, secrets_dir: &Path) {
     }
 }
 
+/// Receivers of routes that match exactly one thing, `alertname = "Watchdog"`.
+fn watchdog_receivers(route: &Value, found: &mut Vec<String>) {
+    let matchers: Vec<&str> = route["matchers"]
+        .as_sequence()
+        .map(|list| list.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if let [only] = matchers.as_slice() {
+        let words: String = only.chars().filter(|c| !c.is_whitespace()).collect();
+        if words == "alertname=\"Watchdog\"" || words == "alertname=Watchdog" {
+            if let Some(receiver) = route["receiver"].as_str() {
+                found.push(receiver.to_string());
+            }
+        }
+    }
+    for child in route["routes"].as_sequence().into_iter().flatten() {
+        watchdog_receivers(child, found);
+    }
+}
+
 /// Refuses receivers the lab has no sink for, and points e-mail receivers' own smarthost (if
 /// any) at the sink.
 fn check_receivers(root: &mut Mapping, smtp: &str, changes: &mut Vec<String>) -> Result<()> {
+    let mut watchdog = Vec::new();
+    if let Some(route) = root.get("route") {
+        watchdog_receivers(route, &mut watchdog);
+    }
     let Some(receivers) = root.get_mut("receivers") else {
         return Ok(());
     };
@@ -313,6 +341,14 @@ fn check_receivers(root: &mut Mapping, smtp: &str, changes: &mut Vec<String>) ->
             .and_then(Value::as_str)
             .unwrap_or("?")
             .to_string();
+        // The dead man's switch (a webhook that only Watchdog reaches) would call a service
+        // outside this machine, and no Watchdog rule runs in the lab: it keeps no integration.
+        if watchdog.contains(&name) && receiver.contains_key("webhook_configs") {
+            receiver.remove("webhook_configs");
+            changes.push(format!(
+                "receiver {name}: webhook_configs removed (the dead man's switch only Watchdog reaches; the lab runs no Watchdog and must not call out)"
+            ));
+        }
         for (key, configs) in receiver.iter_mut() {
             let key = key.as_str().unwrap_or("?");
             if key == "name" {
@@ -363,8 +399,15 @@ fn scale_timer(
         .as_str()
         .with_context(|| format!("alertmanager config: {path} is not a duration such as 5m"))?
         .to_string();
-    let (_, scaled) = scale_duration(&text, time_scale, 1_000)
+    let (millis, scaled) = scale_duration(&text, time_scale, 1_000)
         .with_context(|| format!("alertmanager config: {path}"))?;
+    // Zero stays zero: the leak's route sends at once (group_wait: 0s) in production too.
+    let scaled = if crate::timescale::parse_duration(&text).ok() == Some(0) {
+        text.clone()
+    } else {
+        let _ = millis;
+        scaled
+    };
     if scaled != text {
         changes.push(format!(
             "{path}: {text} → {scaled} (/ {time_scale}, at least 1s)"

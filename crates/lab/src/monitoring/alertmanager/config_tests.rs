@@ -56,12 +56,13 @@ fn real_config_points_secrets_and_smtp_at_the_lab() {
 
 #[test]
 fn child_route_timers_are_scaled_too() {
-    let yaml = source().replace(
-        "      matchers: ['severity = \"warning\"']\n",
-        "      matchers: ['severity = \"warning\"']\n      group_wait: 1m\n      routes:\n        - receiver: email\n          repeat_interval: 1h\n",
+    let yaml = source().replacen(
+        "          matchers: ['severity = \"warning\"']\n",
+        "          matchers: ['severity = \"warning\"']\n          group_wait: 1m\n          routes:\n            - receiver: email\n              repeat_interval: 1h\n",
+        1,
     );
     let (config, _) = lab(&yaml, 20.0).unwrap();
-    let warning = &config["route"]["routes"][4];
+    let warning = &config["route"]["routes"][4]["routes"][2];
     assert_eq!(warning["group_wait"], "3s");
     assert_eq!(warning["routes"][0]["repeat_interval"], "3m");
 }
@@ -73,7 +74,11 @@ fn secret_files_and_their_contents() {
         .into_iter()
         .map(|secret| secret.file_name)
         .collect();
-    assert_eq!(names, ["slack-webhook-url", "smtp-password"]);
+    assert_eq!(
+        names,
+        ["slack-webhook-url", "smtp-password", "deadmansswitch-url"]
+    );
+    // The dead man's switch's webhook is removed from the lab's config: nothing to write.
     let contents = secret_contents(&source(), "http://127.0.0.1:1/slack").unwrap();
     assert_eq!(
         contents,
@@ -104,7 +109,7 @@ fn receiver_level_secrets_and_smarthost_move_too() {
         "      - to: gethrelay-oncall@example.com\n        smarthost: mail.example.org:25\n        require_tls: true\n        auth_password_file: /run/other/mail-password\n",
     );
     let (config, changes) = lab(&yaml, 20.0).unwrap();
-    let email = &config["receivers"][2]["email_configs"][0];
+    let email = &config["receivers"][4]["email_configs"][0];
     assert_eq!(email["smarthost"], "127.0.0.1:2525");
     assert_eq!(email["require_tls"], false);
     assert_eq!(email["auth_password_file"], "/lab/secrets/mail-password");
@@ -116,7 +121,7 @@ fn receiver_level_secrets_and_smarthost_move_too() {
         "{changes}"
     );
     assert!(
-        changes.contains("receivers[2].email_configs[0].auth_password_file"),
+        changes.contains("receivers[4].email_configs[0].auth_password_file"),
         "{changes}"
     );
 }
@@ -138,7 +143,7 @@ fn hostile_configs_are_clear_errors() {
         (real.replace("resolve_timeout: 5m", "resolve_timeout: [5m]"), "global.resolve_timeout is not a duration"),
         (real.replace("/etc/alertmanager/secrets/alertmanager-notifications/smtp-password", "/run/smtp/slack-webhook-url"), "share the file name"),
         (real.replace("smtp_auth_password_file: /etc/alertmanager/secrets/alertmanager-notifications/smtp-password", "smtp_auth_password_file: 7"), "is not a path"),
-        (real.replace("route:\n  receiver: \"null\"", "router:\n  receiver: \"null\""), "no `route:`"),
+        (real.replace("route:\n  receiver: cluster", "router:\n  receiver: cluster"), "no `route:`"),
     ];
     for (yaml, expected) in cases {
         let message = error(&yaml);
