@@ -82,9 +82,12 @@ pub fn gethrelay_flags(container: &Json) -> Result<Vec<String>, String> {
 
 /// Renders the Component over `files` (absolute paths, read in place).
 pub fn render_over(files: &[PathBuf]) -> Result<(Vec<Json>, PathBuf)> {
+    // One directory per call: tests render concurrently within one process.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = crate::deploy_checks::root()
         .join("target/overlay-check")
-        .join(std::process::id().to_string());
+        .join(format!("{}-{call}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     // Three levels below the workspace root; kustomize wants a Component by relative path.
     let mut text = String::from(
