@@ -14,6 +14,8 @@ use super::KUSTOMIZE_DIR;
 pub mod images;
 pub mod overlay;
 pub mod pod_security;
+#[cfg(test)]
+mod tor_volume;
 
 /// CRDs in `../shared/reference/k8s-schemas`, by kind.
 pub const CRDS: &[(&str, &str)] = &[
