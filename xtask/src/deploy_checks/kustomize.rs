@@ -1,7 +1,7 @@
 //! `kubectl kustomize deploy/kustomize`: it renders, the CRs fit their CRD schemas, and the core
 //! kinds pass our own structural checks (there is no cluster or kubeconform here).
 //! The submodules check what every rendered pod must be (versioned images, Pod Security
-//! "restricted") and the monitoring Component over an existing fleet.
+//! "restricted"), the torrc on a fresh volume, and the monitoring Component over an existing fleet.
 
 use std::collections::BTreeSet;
 use std::process::Command;
