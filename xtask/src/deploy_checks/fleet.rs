@@ -1,5 +1,6 @@
 //! The rendered bundle's contract: fleet shape, gethrelay flags per mode, the exporter's wiring,
-//! the scrape labels the rules rely on, selectors for kube-prometheus-stack, NetworkPolicies;
+//! the scrape labels the rules rely on, selectors for kube-prometheus-stack, NetworkPolicies,
+//! placement (PodDisruptionBudgets, anti-affinity, default storage, static peers);
 //! and the alert rules' copy of the fleet shape against the kustomization that deploys it.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,6 +15,7 @@ use super::{get, get_str, seq};
 /// Test-only: the lab crate is a dev-dependency of xtask.
 #[cfg(test)]
 mod lab_pods;
+pub mod placement;
 
 /// The recording rule that tells the alerts how many relays each mode should have.
 pub const EXPECTED_PODS: &str = "gethrelay:expected_pods";
@@ -29,7 +31,7 @@ pub const FLEET: &[(&str, &str, u64)] = &[
 
 /// The bundle's contract: fleet shape, flags per mode, scrape labels, selectors, policies.
 pub fn check_contract(objects: &[Json]) -> Vec<String> {
-    let mut problems = Vec::new();
+    let mut problems = placement::check_placement(objects);
     for (set_name, mode, replicas) in FLEET {
         let Some(set) =
             of_kind(objects, "StatefulSet").find(|set| set["metadata"]["name"] == *set_name)
@@ -130,6 +132,25 @@ pub fn check_contract(objects: &[Json]) -> Vec<String> {
             }
         }
     }
+    problems.extend(check_scrape(objects));
+    problems.extend(check_only_onion_ingress(objects));
+    let dashboards = of_kind(objects, "ConfigMap")
+        .filter(|cm| cm["metadata"]["labels"]["grafana_dashboard"] == "1")
+        .count();
+    if dashboards
+        != super::files(super::DASHBOARDS_DIR, ".json")
+            .map(|f| f.len())
+            .unwrap_or(0)
+    {
+        problems.push(format!("{dashboards} dashboard ConfigMaps labelled grafana_dashboard=1, want one per deploy/dashboards/*.json"));
+    }
+    problems
+}
+
+/// The ServiceMonitor scrapes the metrics Service's named ports and gives every series the
+/// labels the rules select on: job (gethrelay, relaywatch), mode, pod and namespace.
+pub fn check_scrape(objects: &[Json]) -> Vec<String> {
+    let mut problems = Vec::new();
     let service_ports: BTreeSet<&str> = of_kind(objects, "Service")
         .filter(|svc| svc["metadata"]["labels"]["relaywatch.io/metrics"] == "true")
         .flat_map(|svc| svc["spec"]["ports"].as_array().into_iter().flatten())
@@ -180,7 +201,12 @@ pub fn check_contract(objects: &[Json]) -> Vec<String> {
     if jobs != BTreeSet::from(["gethrelay".to_string(), "relaywatch".to_string()]) {
         problems.push(format!("ServiceMonitor jobs {jobs:?}, want gethrelay and relaywatch (the rules select on them)"));
     }
-    // Ingress allowed to only-onion pods: only metrics ports, only from the monitoring namespace.
+    problems
+}
+
+/// Ingress allowed to only-onion pods: only the metrics ports, only from the monitoring namespace.
+pub fn check_only_onion_ingress(objects: &[Json]) -> Vec<String> {
+    let mut problems = Vec::new();
     for policy in of_kind(objects, "NetworkPolicy") {
         let selector = &policy["spec"]["podSelector"];
         let selects_only_onion = selector["matchLabels"]["relaywatch.io/mode"]
@@ -221,19 +247,8 @@ pub fn check_contract(objects: &[Json]) -> Vec<String> {
             }
         }
     }
-    let dashboards = of_kind(objects, "ConfigMap")
-        .filter(|cm| cm["metadata"]["labels"]["grafana_dashboard"] == "1")
-        .count();
-    if dashboards
-        != super::files(super::DASHBOARDS_DIR, ".json")
-            .map(|f| f.len())
-            .unwrap_or(0)
-    {
-        problems.push(format!("{dashboards} dashboard ConfigMaps labelled grafana_dashboard=1, want one per deploy/dashboards/*.json"));
-    }
     problems
 }
-
 /// The rules' copy of the fleet's shape (`gethrelay:expected_pods`, one `vector(<count>)` per
 /// mode, labelled with mode and namespace) against `namespace:` and `replicas:` of the
 /// kustomization, so the alerts expect exactly the relays the bundle deploys. The copy exists

@@ -16,7 +16,7 @@ const PACKAGE: &str = "kubernetes-validate==1.37.0";
 const KUBERNETES_VERSION: &str = "1.37.0";
 
 /// The venv's `kubernetes-validate`, created on first use.
-fn validator() -> Result<PathBuf> {
+pub fn validator() -> Result<PathBuf> {
     let venv = super::root().join("target/kubernetes-validate-venv");
     let program = venv.join("bin/kubernetes-validate");
     if program.is_file() {
@@ -32,7 +32,7 @@ fn validator() -> Result<PathBuf> {
 }
 
 /// Validates every object of `manifest`; returns the kinds that passed, or the tool's complaints.
-fn validate(program: &Path, manifest: &Path) -> Result<Vec<String>> {
+pub fn validate(program: &Path, manifest: &Path) -> Result<Vec<String>> {
     let output = Command::new(program)
         .args(["--strict", "--kubernetes-version", KUBERNETES_VERSION])
         .arg(manifest)
@@ -55,25 +55,26 @@ fn validate(program: &Path, manifest: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
+/// The validator, or a printed skip (a CI panic) when python3, kubectl or PyPI is missing.
+pub fn validator_or_skip() -> Option<PathBuf> {
+    if !super::tool("python3", "Kubernetes schema check")
+        || !super::tool("kubectl", "Kubernetes schema check")
+    {
+        return None;
+    }
+    match validator() {
+        Ok(program) => Some(program),
+        Err(error) if std::env::var_os("CI").is_some() => panic!("{error:#}"),
+        Err(error) => {
+            println!("skipped: Kubernetes schema check: {error:#}");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn validator_or_skip() -> Option<PathBuf> {
-        if !super::super::tool("python3", "Kubernetes schema check")
-            || !super::super::tool("kubectl", "Kubernetes schema check")
-        {
-            return None;
-        }
-        match validator() {
-            Ok(program) => Some(program),
-            Err(error) if std::env::var_os("CI").is_some() => panic!("{error:#}"),
-            Err(error) => {
-                println!("skipped: Kubernetes schema check: {error:#}");
-                None
-            }
-        }
-    }
 
     #[test]
     fn core_kinds_match_the_kubernetes_schemas() {
@@ -93,6 +94,7 @@ mod tests {
             "service",
             "configmap",
             "networkpolicy",
+            "poddisruptionbudget",
         ] {
             assert!(
                 passed.iter().any(|k| k == kind),

@@ -1,5 +1,7 @@
 //! `kubectl kustomize deploy/kustomize`: it renders, the CRs fit their CRD schemas, and the core
 //! kinds pass our own structural checks (there is no cluster or kubeconform here).
+//! The submodules check what every rendered pod must be (versioned images, Pod Security
+//! "restricted"), the torrc on a fresh volume, and the monitoring Component over an existing fleet.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -8,6 +10,12 @@ use anyhow::Result;
 use serde_json::Value as Json;
 
 use super::KUSTOMIZE_DIR;
+
+pub mod images;
+pub mod overlay;
+pub mod pod_security;
+#[cfg(test)]
+mod tor_volume;
 
 /// CRDs in `../shared/reference/k8s-schemas`, by kind.
 pub const CRDS: &[(&str, &str)] = &[
@@ -75,6 +83,7 @@ pub fn check_core(objects: &[Json]) -> Vec<String> {
         ("v1", "ConfigMap"),
         ("v1", "Service"),
         ("apps/v1", "StatefulSet"),
+        ("policy/v1", "PodDisruptionBudget"),
         ("networking.k8s.io/v1", "NetworkPolicy"),
         ("monitoring.coreos.com/v1", "ServiceMonitor"),
         ("monitoring.coreos.com/v1", "PrometheusRule"),
@@ -99,24 +108,9 @@ pub fn check_core(objects: &[Json]) -> Vec<String> {
             problems.push(format!("{shown}: not in namespace gethrelay"));
         }
     }
-    // Containers of every pod template, by the template's labels.
-    let mut pods: Vec<(String, &Json, &Json)> = Vec::new();
     for set in of_kind(objects, "StatefulSet") {
         let shown = name(set);
-        let spec = &set["spec"];
-        let template_labels = &spec["template"]["metadata"]["labels"];
-        for (key, value) in spec["selector"]["matchLabels"]
-            .as_object()
-            .into_iter()
-            .flatten()
-        {
-            if template_labels[key] != *value {
-                problems.push(format!(
-                    "{shown}: selector {key}={value} does not match the template"
-                ));
-            }
-        }
-        let service = spec["serviceName"].as_str().unwrap_or_default();
+        let service = set["spec"]["serviceName"].as_str().unwrap_or_default();
         let governing = of_kind(objects, "Service").find(|svc| svc["metadata"]["name"] == service);
         match governing {
             Some(svc) if svc["spec"]["clusterIP"] == "None" => {}
@@ -124,28 +118,8 @@ pub fn check_core(objects: &[Json]) -> Vec<String> {
                 "{shown}: serviceName {service:?} is not a headless Service here"
             )),
         }
-        let pod = &spec["template"]["spec"];
-        let mut volumes: BTreeSet<&str> = pod["volumes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|volume| volume["name"].as_str())
-            .collect();
-        for claim in spec["volumeClaimTemplates"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            volumes.extend(claim["metadata"]["name"].as_str());
-        }
-        for volume in pod["volumes"].as_array().into_iter().flatten() {
-            if let Some(config_map) = volume["configMap"]["name"].as_str() {
-                if !of_kind(objects, "ConfigMap").any(|cm| cm["metadata"]["name"] == config_map) {
-                    problems.push(format!("{shown}: ConfigMap {config_map} not in the bundle"));
-                }
-            }
-        }
-        for container in pod["containers"].as_array().into_iter().flatten() {
+        let pod = &set["spec"]["template"]["spec"];
+        for container in containers(pod) {
             let place = format!("{shown} container {}", container["name"]);
             if container["image"]
                 .as_str()
@@ -169,6 +143,79 @@ pub fn check_core(objects: &[Json]) -> Vec<String> {
             {
                 problems.push(format!("{place}: must drop ALL capabilities, forbid privilege escalation and use a read-only root fs"));
             }
+        }
+        if pod["securityContext"]["runAsNonRoot"] != true {
+            problems.push(format!(
+                "{shown}: pod securityContext.runAsNonRoot must be true"
+            ));
+        }
+    }
+    problems.extend(check_references(objects));
+    problems
+}
+
+/// The workloads' pod templates (StatefulSets and Deployments), with the workload's name.
+pub(super) fn workloads(objects: &[Json]) -> impl Iterator<Item = &Json> {
+    objects
+        .iter()
+        .filter(|object| matches!(object["kind"].as_str(), Some("StatefulSet" | "Deployment")))
+}
+
+/// A pod spec's init and app containers.
+pub(super) fn containers(pod: &Json) -> impl Iterator<Item = &Json> {
+    ["initContainers", "containers"]
+        .into_iter()
+        .flat_map(move |key| pod[key].as_array().into_iter().flatten())
+}
+
+/// What refers to what across the rendered objects, for any workload: selectors match their
+/// templates, every volume mount, label read by the downward API, ConfigMap, probe port and
+/// Service target port exists.
+pub fn check_references(objects: &[Json]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let config_maps: BTreeSet<&str> = of_kind(objects, "ConfigMap")
+        .filter_map(|cm| cm["metadata"]["name"].as_str())
+        .collect();
+    // Containers of every pod template, by the template's labels.
+    let mut pods: Vec<(String, &Json, &Json)> = Vec::new();
+    for workload in workloads(objects) {
+        let shown = name(workload);
+        let spec = &workload["spec"];
+        let template_labels = &spec["template"]["metadata"]["labels"];
+        for (key, value) in spec["selector"]["matchLabels"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            if template_labels[key] != *value {
+                problems.push(format!(
+                    "{shown}: selector {key}={value} does not match the template"
+                ));
+            }
+        }
+        let pod = &spec["template"]["spec"];
+        let mut volumes: BTreeSet<&str> = pod["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|volume| volume["name"].as_str())
+            .collect();
+        for claim in spec["volumeClaimTemplates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            volumes.extend(claim["metadata"]["name"].as_str());
+        }
+        for volume in pod["volumes"].as_array().into_iter().flatten() {
+            if let Some(config_map) = volume["configMap"]["name"].as_str() {
+                if !config_maps.contains(config_map) {
+                    problems.push(format!("{shown}: ConfigMap {config_map} not in the bundle"));
+                }
+            }
+        }
+        for container in containers(pod) {
+            let place = format!("{shown} container {}", container["name"]);
             let ports: BTreeSet<&str> = container["ports"]
                 .as_array()
                 .into_iter()
@@ -210,12 +257,20 @@ pub fn check_core(objects: &[Json]) -> Vec<String> {
                         }
                     }
                 }
+                let key_ref = &env["valueFrom"]["configMapKeyRef"];
+                if let Some(config_map) = key_ref["name"].as_str() {
+                    let key = key_ref["key"].as_str().unwrap_or_default();
+                    let has_key = of_kind(objects, "ConfigMap").any(|cm| {
+                        cm["metadata"]["name"] == config_map && !cm["data"][key].is_null()
+                    });
+                    if !has_key {
+                        problems.push(format!(
+                            "{place}: env {} reads key {key} of ConfigMap {config_map}, which the bundle does not have",
+                            env["name"]
+                        ));
+                    }
+                }
             }
-        }
-        if pod["securityContext"]["runAsNonRoot"] != true {
-            problems.push(format!(
-                "{shown}: pod securityContext.runAsNonRoot must be true"
-            ));
         }
         pods.push((shown, template_labels, pod));
     }
@@ -240,17 +295,13 @@ pub fn check_core(objects: &[Json]) -> Vec<String> {
             }
             if let Some(target) = port["targetPort"].as_str() {
                 for (pod_name, _, pod) in &selected {
-                    let has = pod["containers"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|container| {
-                            container["ports"]
-                                .as_array()
-                                .into_iter()
-                                .flatten()
-                                .any(|p| p["name"] == target)
-                        });
+                    let has = containers(pod).any(|container| {
+                        container["ports"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|p| p["name"] == target)
+                    });
                     if !has {
                         problems.push(format!(
                             "{shown}: targetPort {target} is not a container port of {pod_name}"
@@ -278,6 +329,9 @@ mod tests {
         println!("kubectl kustomize took {:?}", started.elapsed());
         let mut problems = check_core(&objects);
         problems.extend(super::super::fleet::check_contract(&objects));
+        problems.extend(images::check_images(&objects));
+        problems.extend(images::check_release_version(&objects));
+        problems.extend(pod_security::check_restricted(&objects));
         for (kind, crd) in CRDS {
             let Some(path) = super::super::reference(crd, "CRD schema check") else {
                 continue;
