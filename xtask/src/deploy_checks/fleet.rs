@@ -204,7 +204,8 @@ pub fn check_scrape(objects: &[Json]) -> Vec<String> {
     problems
 }
 
-/// Ingress allowed to only-onion pods: only the metrics ports, only from the monitoring namespace.
+/// Ingress allowed to only-onion pods: only the metrics ports, only from Prometheus pods in the
+/// monitoring namespace.
 pub fn check_only_onion_ingress(objects: &[Json]) -> Vec<String> {
     let mut problems = Vec::new();
     for policy in of_kind(objects, "NetworkPolicy") {
@@ -227,11 +228,15 @@ pub fn check_only_onion_ingress(objects: &[Json]) -> Vec<String> {
                 .flatten()
                 .map(|p| p["port"].to_string())
                 .collect();
+            // Prometheus pods only (namespace AND pod selector in one peer): port 6060 also
+            // serves /debug/pprof, which no other pod of the monitoring namespace may reach.
             let from_monitoring = rule["from"].as_array().is_some_and(|from| {
                 !from.is_empty()
                     && from.iter().all(|peer| {
                         peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
                             == "monitoring"
+                            && peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+                                == "prometheus"
                     })
             });
             if ports.is_empty()
@@ -241,7 +246,7 @@ pub fn check_only_onion_ingress(objects: &[Json]) -> Vec<String> {
                 || !from_monitoring
             {
                 problems.push(format!(
-                    "{}: lets traffic other than monitoring scrapes into only-onion pods",
+                    "{}: lets traffic other than Prometheus' scrapes into only-onion pods (a `from` peer needs namespaceSelector monitoring and podSelector app.kubernetes.io/name: prometheus)",
                     name(policy)
                 ));
             }

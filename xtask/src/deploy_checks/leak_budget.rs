@@ -112,7 +112,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "needs the ServiceMonitor's relaywatch endpoint at interval ≤ 12s (deploy/kustomize's owner); un-ignore then"]
     fn the_leak_reaches_slack_within_the_goal() {
         let total = print_leak_budget();
         assert!(
