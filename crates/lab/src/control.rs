@@ -169,13 +169,8 @@ fn respond(mut stream: TcpStream, status: u16, body: &str) -> std::io::Result<()
 
 /// Asks the lab at `control` to do `action` to `pod`; the lab's answer, or its error.
 pub fn request(control: SocketAddr, action: Action, pod: &str) -> Result<String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        // Starting a relay re-peers it; starting a tor waits for its control port.
-        .timeout_global(Some(Duration::from_secs(120)))
-        .http_status_as_error(false)
-        .proxy(None)
-        .build()
-        .into();
+    // Starting a relay re-peers it; starting a tor waits for its control port.
+    let agent = crate::rpc::agent(Duration::from_secs(120), false);
     let url = format!("http://{control}/{}/{pod}", action.as_str());
     let mut response = agent.post(&url).send_empty().with_context(|| {
         format!("the lab's control port {control} does not answer; is the lab still running?")

@@ -6,13 +6,21 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
+/// The lab's one HTTP client configuration: everything it talks to is on this machine, so it
+/// never uses an environment proxy (`HTTP_PROXY`, `ALL_PROXY`…; ureq honours them by default
+/// and does not exempt loopback), which would carry enodes, onions and peer addresses away.
+pub fn agent(timeout: Duration, status_as_error: bool) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(status_as_error)
+        .proxy(None)
+        .build()
+        .into()
+}
+
 /// Calls `method` with `params` on `http://<addr>/` and returns the `result`.
 pub fn call(addr: SocketAddr, method: &str, params: Value) -> Result<Value> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(5)))
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = agent(Duration::from_secs(5), false);
     let url = format!("http://{addr}/");
     let mut response = agent
         .post(&url)
@@ -34,10 +42,7 @@ pub fn call(addr: SocketAddr, method: &str, params: Value) -> Result<Value> {
 
 /// Fetches `http://<addr><path>` as text.
 pub fn get_text(addr: SocketAddr, path: &str) -> Result<String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
+    let agent = agent(Duration::from_secs(5), true);
     let url = format!("http://{addr}{path}");
     agent
         .get(&url)

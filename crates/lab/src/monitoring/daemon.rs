@@ -131,11 +131,7 @@ impl Daemon {
 }
 
 fn agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .build()
-        .into()
+    crate::rpc::agent(timeout, false)
 }
 
 /// `GET http://addr<path>` as text; a non-2xx status is an error with the body.

@@ -27,12 +27,7 @@ const HUP_EVERY: Duration = Duration::from_secs(3);
 /// Returns the seconds since `start` when the directory was complete everywhere.
 pub(super) fn wait_directory(network: &TorNetwork) -> Result<f64> {
     let deadline = network.started + network.deadline;
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(2)))
-            .http_status_as_error(false)
-            .build(),
-    );
+    let agent = crate::rpc::agent(Duration::from_secs(2), false);
     let relays = network.network_procs.len();
     let mut first_consensus_reported = false;
     let mut next_status = Instant::now() + STATUS_EVERY;
