@@ -93,7 +93,11 @@ fn lab(args: &[String]) -> Result<()> {
     run(build)?;
     let mut lab = Command::new(workspace_root().join("target/debug/relaywatch-lab"));
     lab.args(args.iter().filter(|arg| arg.as_str() != "--"));
-    run(lab)
+    // exec, not spawn: the lab takes xtask's place, so a signal meant for `cargo xtask lab`
+    // (an IDE's stop button, a CI timeout) reaches the lab and nothing is orphaned.
+    use std::os::unix::process::CommandExt;
+    let error = lab.exec();
+    Err(error).context("cannot start target/debug/relaywatch-lab")
 }
 
 fn test(args: &[String]) -> Result<()> {

@@ -1,8 +1,10 @@
 //! The lab's control port: how `relaywatch-lab drill`, a separate process, asks the lab to
 //! stop or start one of its children.
 //!
-//! Plain HTTP/1.1 on 127.0.0.1, one request per connection, no body: `POST /<action>/<pod>`,
-//! answered `200` with a line of text or `4xx`/`5xx` with the error. Hand-written on std
+//! Plain HTTP/1.1 on 127.0.0.1, one request per connection, no body: `POST /<action>/<pod>`
+//! with the header `X-Lab-Token: <token>` (the token is in `lab.json`, readable by its owner
+//! only), answered `200` with a line of text or `4xx`/`5xx` with the error. A request with an
+//! `Origin` header is refused: a web page in the user's browser must not stop the lab's tors. Hand-written on std
 //! because it is ~100 lines and must never share a runtime with what it controls; requests
 //! are served one at a time, which is what the lab's single lock would do anyway.
 
@@ -84,15 +86,28 @@ pub fn parse_request_line(line: &str) -> Result<(Action, String)> {
     Ok((action, pod.to_string()))
 }
 
-/// A running control server; stops accepting when dropped.
+/// The header that carries the lab's token.
+pub const TOKEN_HEADER: &str = "x-lab-token";
+
+/// A running control server; stops accepting when dropped, and waits for its thread, which
+/// may own the last handle on the lab (so the lab is stopped in order, before the process ends).
 pub struct ControlServer {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A fresh random token for a control server.
+pub fn new_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
 }
 
 impl ControlServer {
     /// Serves `handle(action, pod)` on `addr`, one request at a time, on its own thread.
-    pub fn start<F>(addr: SocketAddr, handle: F) -> Result<ControlServer>
+    pub fn start<F>(addr: SocketAddr, token: String, handle: F) -> Result<ControlServer>
     where
         F: FnMut(Action, &str) -> Result<String> + Send + 'static,
     {
@@ -101,22 +116,29 @@ impl ControlServer {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("lab-control".into())
-            .spawn(move || serve(listener, stopped, handle))?;
-        Ok(ControlServer { addr, stop })
+            .spawn(move || serve(listener, stopped, token, handle))?;
+        Ok(ControlServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 
 impl Drop for ControlServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        // Wake the accept loop so it sees the flag.
+        // Wake the accept loop so it sees the flag, then wait for it.
         let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
-fn serve<F>(listener: TcpListener, stop: Arc<AtomicBool>, mut handle: F)
+fn serve<F>(listener: TcpListener, stop: Arc<AtomicBool>, token: String, mut handle: F)
 where
     F: FnMut(Action, &str) -> Result<String>,
 {
@@ -128,7 +150,7 @@ where
         // A client that never finishes its request must not hold the lab's hands for ever.
         let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
         let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-        let (status, body) = match read_request(&stream) {
+        let (status, body) = match read_request(&stream, &token) {
             Ok((action, pod)) => match handle(action, &pod) {
                 Ok(text) => (200, text),
                 Err(error) => (500, format!("{error:#}")),
@@ -139,17 +161,30 @@ where
     }
 }
 
-fn read_request(stream: &TcpStream) -> Result<(Action, String)> {
+fn read_request(stream: &TcpStream, token: &str) -> Result<(Action, String)> {
     let mut reader = BufReader::new(stream.take(16 * 1024));
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let request = parse_request_line(&line)?;
-    // Skip the headers; no body is expected.
+    let mut authorized = false;
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
             break;
         }
+        let Some((name, value)) = header.split_once(':') else {
+            continue;
+        };
+        let name = name.trim().to_ascii_lowercase();
+        if name == "origin" {
+            bail!("requests from web pages (with an Origin header) are refused");
+        }
+        if name == TOKEN_HEADER && value.trim() == token {
+            authorized = true;
+        }
+    }
+    if !authorized {
+        bail!("missing or wrong {TOKEN_HEADER} header (the token is in the lab's lab.json)");
     }
     Ok(request)
 }
@@ -168,13 +203,17 @@ fn respond(mut stream: TcpStream, status: u16, body: &str) -> std::io::Result<()
 }
 
 /// Asks the lab at `control` to do `action` to `pod`; the lab's answer, or its error.
-pub fn request(control: SocketAddr, action: Action, pod: &str) -> Result<String> {
+pub fn request(control: SocketAddr, token: &str, action: Action, pod: &str) -> Result<String> {
     // Starting a relay re-peers it; starting a tor waits for its control port.
     let agent = crate::rpc::agent(Duration::from_secs(120), false);
     let url = format!("http://{control}/{}/{pod}", action.as_str());
-    let mut response = agent.post(&url).send_empty().with_context(|| {
-        format!("the lab's control port {control} does not answer; is the lab still running?")
-    })?;
+    let mut response = agent
+        .post(&url)
+        .header(TOKEN_HEADER, token)
+        .send_empty()
+        .with_context(|| {
+            format!("the lab's control port {control} does not answer; is the lab still running?")
+        })?;
     let status = response.status();
     let body = response.body_mut().read_to_string().unwrap_or_default();
     if status != 200 {
@@ -207,18 +246,29 @@ mod tests {
 
     #[test]
     fn serves_requests_and_reports_errors() {
-        let server = ControlServer::start("127.0.0.1:0".parse().unwrap(), |action, pod| {
-            if pod == "broken" {
-                bail!("cannot {} {pod}", action.as_str());
-            }
-            Ok(format!("{} {pod}: done", action.as_str()))
-        })
+        let token = new_token();
+        let server = ControlServer::start(
+            "127.0.0.1:0".parse().unwrap(),
+            token.clone(),
+            |action, pod| {
+                if pod == "broken" {
+                    bail!("cannot {} {pod}", action.as_str());
+                }
+                Ok(format!("{} {pod}: done", action.as_str()))
+            },
+        )
         .unwrap();
         assert_eq!(
-            request(server.addr, Action::StopTor, "gethrelay-prefer-tor-0").unwrap(),
+            request(
+                server.addr,
+                &token,
+                Action::StopTor,
+                "gethrelay-prefer-tor-0"
+            )
+            .unwrap(),
             "stop-tor gethrelay-prefer-tor-0: done"
         );
-        let error = request(server.addr, Action::Repeer, "broken")
+        let error = request(server.addr, &token, Action::Repeer, "broken")
             .unwrap_err()
             .to_string();
         assert!(error.contains("cannot repeer broken"), "{error}");
@@ -228,6 +278,24 @@ mod tests {
         let mut answer = String::new();
         let _ = raw.read_to_string(&mut answer);
         assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
-        assert!(request(server.addr, Action::StartTor, "x").is_ok());
+        assert!(request(server.addr, &token, Action::StartTor, "x").is_ok());
+        // Without the token, or from a web page, nothing is done.
+        let error = request(server.addr, "guess", Action::StopTor, "x").unwrap_err();
+        assert!(
+            format!("{error:#}").contains("wrong x-lab-token"),
+            "{error:#}"
+        );
+        let mut page = TcpStream::connect(server.addr).unwrap();
+        write!(
+            page,
+            "POST /stop-tor/x HTTP/1.1\r\nOrigin: http://evil.example\r\n{TOKEN_HEADER}: {token}\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = page.read_to_string(&mut answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 400") && answer.contains("Origin"),
+            "{answer}"
+        );
     }
 }

@@ -8,6 +8,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
@@ -24,8 +27,10 @@ pub struct LabFile {
     /// Prometheus' and Alertmanager's HTTP addresses.
     pub prometheus: SocketAddr,
     pub alertmanager: SocketAddr,
-    /// The lab's control port (`control.rs`).
+    /// The lab's control port (`control.rs`) and the token it wants (this file is written
+    /// readable by its owner only).
     pub control: SocketAddr,
+    pub control_token: String,
     /// One JSON line per notification received, per sink.
     pub slack_log: PathBuf,
     pub email_log: PathBuf,
@@ -86,19 +91,59 @@ impl LabFile {
                 dir.display()
             )
         })?;
-        serde_json::from_str(&text).with_context(|| {
+        let file: LabFile = serde_json::from_str(&text).with_context(|| {
             format!(
                 "{} is not a lab file of this version; restart the lab",
                 path.display()
             )
-        })
+        })?;
+        file.validate()
+            .with_context(|| format!("{} is not a lab file a drill may use", path.display()))?;
+        Ok(file)
+    }
+
+    /// A drill acts on every address in the file: all must be on this machine, and the time
+    /// scale must be one the lab could have run with.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.time_scale >= 1.0 && self.time_scale <= 100.0) {
+            anyhow::bail!("time_scale {} is outside 1..=100", self.time_scale);
+        }
+        let mut addrs = vec![
+            ("prometheus", self.prometheus),
+            ("alertmanager", self.alertmanager),
+            ("control", self.control),
+        ];
+        for relay in &self.relays {
+            addrs.extend([
+                ("admin", relay.admin),
+                ("p2p", relay.p2p),
+                ("exporter", relay.exporter),
+            ]);
+        }
+        for node in &self.public {
+            addrs.extend([("admin", node.admin), ("p2p", node.p2p)]);
+        }
+        for (what, addr) in addrs {
+            if !addr.ip().is_loopback() {
+                anyhow::bail!("{what} address {addr} is not on this machine (loopback)");
+            }
+        }
+        Ok(())
     }
 
     /// Writes the file atomically (a reader never sees half of it).
     pub fn write(&self, dir: &Path) -> Result<()> {
         let path = LabFile::path(dir);
         let temp = dir.join(format!(".{FILE_NAME}.tmp"));
-        std::fs::write(&temp, serde_json::to_vec_pretty(self)?)
+        // Owner-only: it holds the control port's token.
+        let _ = std::fs::remove_file(&temp);
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .with_context(|| format!("cannot write {}", temp.display()))?;
+        out.write_all(&serde_json::to_vec_pretty(self)?)
             .with_context(|| format!("cannot write {}", temp.display()))?;
         std::fs::rename(&temp, &path)
             .with_context(|| format!("cannot rename {} to {}", temp.display(), path.display()))
@@ -144,6 +189,7 @@ mod tests {
             prometheus: addr,
             alertmanager: addr,
             control: addr,
+            control_token: "t".into(),
             slack_log: "/x/slack.jsonl".into(),
             email_log: "/x/email.jsonl".into(),
             relays: vec![LabRelay {
@@ -178,6 +224,30 @@ mod tests {
         assert!(error.contains("gethrelay-only-onion-0"), "{error}");
         let error = file.first_of_mode(Mode::Clearnet).unwrap_err().to_string();
         assert!(error.contains("--clearnet 1"), "{error}");
+    }
+
+    #[test]
+    fn a_file_with_remote_addresses_or_a_bad_scale_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = sample();
+        file.relays[0].admin = "192.0.2.1:8546".parse().unwrap();
+        file.write(dir.path()).unwrap();
+        let error = format!("{:#}", LabFile::read(dir.path()).unwrap_err());
+        assert!(
+            error.contains("192.0.2.1:8546 is not on this machine"),
+            "{error}"
+        );
+        let mut file = sample();
+        file.time_scale = 0.0;
+        file.write(dir.path()).unwrap();
+        let error = format!("{:#}", LabFile::read(dir.path()).unwrap_err());
+        assert!(error.contains("time_scale 0"), "{error}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(LabFile::path(dir.path()))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "lab.json holds a token: owner only");
     }
 
     #[test]

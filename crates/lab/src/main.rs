@@ -111,9 +111,12 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 time_scale = text
                     .parse::<f64>()
                     .ok()
-                    .filter(|f| (1.0..=100.0).contains(f))
+                    .filter(|f| f.fract() == 0.0 && (1.0..=lab::stack::MAX_TIME_SCALE).contains(f))
                     .ok_or_else(|| {
-                        format!("--time-scale expects a number from 1 to 100, got {text:?}")
+                        format!(
+                            "--time-scale expects a whole number from 1 to {}, got {text:?}",
+                            lab::stack::MAX_TIME_SCALE
+                        )
                     })?;
             }
             "--bench-exporter" => bench_exporter = Some(count(arg, value(arg)?)?),

@@ -50,6 +50,11 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Ctrl-C ends the waits early; the fault is still cleared before the process exits.
+    match lab::signals::install_interrupt_flag() {
+        Ok(flag) => drill::set_interrupt_flag(flag),
+        Err(error) => eprintln!("relaywatch-lab drill: {error:#}; Ctrl-C will not clear a fault"),
+    }
     let mut out = |line: &str| println!("{line}");
     match drill::run_all(&file, &scenarios, &mut out) {
         Ok(_) => ExitCode::SUCCESS,

@@ -26,6 +26,11 @@ use crate::relays::Relay;
 /// The namespace every lab target is labelled with, as the bundle's kustomization sets it.
 pub const NAMESPACE: &str = "gethrelay";
 
+/// The fastest lab timing: the rules' shortest window (`[2m]`) must keep about four of the
+/// lab's 1 s scrapes (Prometheus' floor), or increase() over it is often empty and such
+/// alerts can never hold their `for:`.
+pub const MAX_TIME_SCALE: f64 = 30.0;
+
 /// What to start.
 #[derive(Debug, Clone)]
 pub struct StackSpec {
@@ -45,6 +50,8 @@ pub struct Fleet {
     pub pods: BTreeMap<String, String>,
     /// Children a drill stopped on purpose (not reported as died).
     pub stopped: BTreeSet<String>,
+    /// Every death seen so far.
+    died: Vec<String>,
     relaywatch: PathBuf,
 }
 
@@ -93,9 +100,9 @@ impl Stack {
     /// Starts everything and waits until Prometheus scrapes every target. `progress` lines go
     /// to stderr unless `quiet`.
     pub fn start(spec: StackSpec, quiet: bool) -> Result<Stack> {
-        if !(spec.time_scale >= 1.0 && spec.time_scale <= 100.0) {
+        if !(spec.time_scale >= 1.0 && spec.time_scale <= MAX_TIME_SCALE) {
             bail!(
-                "--time-scale must be between 1 (production timing) and 100, got {}",
+                "--time-scale must be between 1 (production timing) and {MAX_TIME_SCALE}, got {}",
                 spec.time_scale
             );
         }
@@ -206,6 +213,7 @@ impl Stack {
             lab,
             pods,
             stopped: BTreeSet::new(),
+            died: Vec::new(),
             relaywatch,
         };
         let file = lab_file(
@@ -218,12 +226,14 @@ impl Stack {
         )?;
         let fleet = Arc::new(Mutex::new(fleet));
         let handle = fleet.clone();
-        let control = ControlServer::start(free_addr()?, move |action, pod| {
+        let token = crate::control::new_token();
+        let control = ControlServer::start(free_addr()?, token.clone(), move |action, pod| {
             let mut fleet = handle.lock().unwrap_or_else(|p| p.into_inner());
             fleet.act(action, pod)
         })?;
         let file = LabFile {
             control: control.addr,
+            control_token: token,
             ..file
         };
         file.write(&dir)?;
@@ -335,19 +345,28 @@ impl Fleet {
         Ok(format!("{} {pod}: done", action.as_str()))
     }
 
-    /// Children that died without a drill asking for it ("relay only-onion-1 exited: …").
+    /// Children that died without a drill asking for it ("relay only-onion-1 exited: …"),
+    /// every one since the start: a death is news until the lab stops, not for one screen.
     pub fn died(&mut self) -> Vec<String> {
         let mut died = self.lab.dead_children();
-        for (name, exporter) in &mut self.exporters {
-            if let Some(exporter) = exporter {
+        for (name, slot) in &mut self.exporters {
+            if let Some(exporter) = slot {
                 if !exporter.is_running() {
                     died.push(format!("exporter {name} exited"));
+                    // Reaped; the slot is free for start-exporter to fill again.
+                    *slot = None;
                 }
             }
         }
         let stopped = &self.stopped;
-        died.retain(|line| !stopped.iter().any(|key| line.starts_with(key.as_str())));
-        died
+        // "relay prefer-tor-1 " must not also match "relay prefer-tor-10 exited".
+        died.retain(|line| {
+            !stopped
+                .iter()
+                .any(|key| line.starts_with(&format!("{key} ")))
+        });
+        self.died.extend(died);
+        self.died.clone()
     }
 }
 
@@ -415,6 +434,7 @@ fn lab_file(
         prometheus,
         alertmanager,
         control: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+        control_token: String::new(),
         slack_log: slack.journal_path().to_path_buf(),
         email_log: email.journal_path().to_path_buf(),
         relays,
@@ -422,17 +442,27 @@ fn lab_file(
     })
 }
 
-/// `relaywatch verify`'s configuration for this lab.
+/// `relaywatch verify`'s configuration for this lab, serialized (not formatted by hand, so an
+/// address such as `[::1]:9050` stays a string).
 pub fn verify_yaml(file: &LabFile) -> String {
-    let mut out = format!(
-        "# Written by relaywatch-lab; run: relaywatch verify --config <this file>\nprometheus: http://{}\nalertmanager: http://{}\nrelays:\n",
-        file.prometheus, file.alertmanager
-    );
-    for relay in &file.relays {
-        out.push_str(&format!(
-            "  - namespace: {}\n    pod: {}\n    mode: {}\n    admin: http://{}\n    tor_proxy: {}\n",
-            relay.namespace, relay.pod, relay.mode, relay.admin, relay.tor_proxy
-        ));
-    }
-    out
+    let relays: Vec<serde_json::Value> = file
+        .relays
+        .iter()
+        .map(|relay| {
+            serde_json::json!({
+                "namespace": relay.namespace,
+                "pod": relay.pod,
+                "mode": relay.mode,
+                "admin": format!("http://{}", relay.admin),
+                "tor_proxy": relay.tor_proxy.to_string(),
+            })
+        })
+        .collect();
+    let config = serde_json::json!({
+        "prometheus": format!("http://{}", file.prometheus),
+        "alertmanager": format!("http://{}", file.alertmanager),
+        "relays": relays,
+    });
+    let yaml = serde_norway::to_string(&config).unwrap_or_default();
+    format!("# Written by relaywatch-lab; run: relaywatch verify --config <this file>\n{yaml}")
 }

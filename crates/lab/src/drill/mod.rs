@@ -11,6 +11,8 @@ mod scenarios;
 mod wait;
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -60,7 +62,22 @@ fn patience(file: &LabFile) -> Duration {
     Duration::from_secs_f64(90.0 + 1_200.0 / file.time_scale)
 }
 
+/// Set by the drill command's SIGINT/SIGTERM handler: waits end early and the fault is cleared.
+static INTERRUPTED: OnceLock<&'static AtomicBool> = OnceLock::new();
+
+/// Lets Ctrl-C end a drill cleanly (the fault is cleared before the process exits).
+pub fn set_interrupt_flag(flag: &'static AtomicBool) {
+    let _ = INTERRUPTED.set(flag);
+}
+
+pub(crate) fn interrupted() -> bool {
+    INTERRUPTED
+        .get()
+        .is_some_and(|flag| flag.load(Ordering::Relaxed))
+}
+
 /// Runs one scenario against the lab in `file`; errors only when the lab cannot be used at all.
+/// Once the fault is injected it is always cleared, whatever fails meanwhile.
 pub fn run(file: &LabFile, scenario: Scenario, out: &mut dyn FnMut(&str)) -> Result<Report> {
     let plan = scenario.plan(file)?;
     let (must, must_not) = routes(plan.severity);
@@ -74,10 +91,6 @@ pub fn run(file: &LabFile, scenario: Scenario, out: &mut dyn FnMut(&str)) -> Res
         plan.severity,
         must.join(" and ")
     ));
-    // A firing alert from an earlier drill must not hide this one's notification.
-    if let Err(error) = wait_quiet(file, &plan.pod, patience) {
-        out(&format!("  warning: {error:#}"));
-    }
     let want = Want {
         alert: plan.alert.to_string(),
         pod: plan.pod.clone(),
@@ -93,9 +106,23 @@ pub fn run(file: &LabFile, scenario: Scenario, out: &mut dyn FnMut(&str)) -> Res
         failures: Vec::new(),
         notes: Vec::new(),
     };
+    // A pending or firing alert of this pod (an earlier drill's) could hide this drill's
+    // notification in a group that is already firing: a precondition, not a warning.
+    if let Err(error) = wait_quiet(file, &plan.pod, patience) {
+        report.failures.push(format!("not started: {error:#}"));
+        return Ok(finish(report, out, None));
+    }
     let before = Seen::now(file)?;
     let injected = Instant::now();
-    let mut active = scenario.inject(file, &plan)?;
+    let mut active = match scenario.inject(file, &plan) {
+        Ok(active) => active,
+        Err(error) => {
+            report
+                .failures
+                .push(format!("could not inject the fault: {error:#}"));
+            return Ok(finish(report, out, None));
+        }
+    };
     out(&format!("  injected: {}", plan.fault));
     let fired = wait_for(
         file,
@@ -123,30 +150,35 @@ pub fn run(file: &LabFile, scenario: Scenario, out: &mut dyn FnMut(&str)) -> Res
         ));
     }
     let hold = scenario.hold(file.time_scale);
-    if !hold.is_zero() {
+    if !hold.is_zero() && !interrupted() {
         out(&format!(
             "  keeping the fault {:.0} s more to see what else fires",
             hold.saturating_sub(injected.elapsed()).as_secs_f64()
         ));
-        while injected.elapsed() < hold {
+        while injected.elapsed() < hold && !interrupted() {
             let _ = active.tick(file);
             std::thread::sleep(Duration::from_millis(500));
         }
     }
     report.notes.extend(active.notes(file));
-    if active.guard_removed() == Some(false) {
-        report
-            .failures
-            .push("the leak guard did not remove the clearnet peer".into());
+    if let Some(problem) = active.guard_problem(file) {
+        report.failures.push(problem);
     }
+    // Resolved notifications count from here: one that arrives while the lab restarts a relay
+    // (during clear) is this drill's too.
+    let before_clear = Seen::now(file)?;
     let cleared = Instant::now();
-    active.clear(file)?;
-    out("  cleared the fault");
+    match active.clear(file) {
+        Ok(()) => out("  cleared the fault"),
+        Err(error) => report.failures.push(format!(
+            "could not clear the fault; the lab may need a restart: {error:#}"
+        )),
+    }
     // Only what fired can resolve: do not wait on a sink that never heard of the alert.
     let fired_at: Vec<&str> = report.fired.iter().map(|(sink, _)| sink.as_str()).collect();
     let resolved = wait_for(
         file,
-        &before,
+        &before_clear,
         &want,
         Status::Resolved,
         &fired_at,
@@ -186,16 +218,23 @@ pub fn run(file: &LabFile, scenario: Scenario, out: &mut dyn FnMut(&str)) -> Res
             at.saturating_sub(before.unix_ms) as f64 / 1000.0,
         ));
     }
+    if interrupted() {
+        report.failures.push("interrupted".into());
+    }
+    Ok(finish(report, out, Some(injected)))
+}
+
+fn finish(report: Report, out: &mut dyn FnMut(&str), injected: Option<Instant>) -> Report {
     for line in &report.failures {
         out(&format!("  FAIL: {line}"));
     }
-    if report.passed() {
+    if let (true, Some(injected)) = (report.passed(), injected) {
         out(&format!(
             "  PASS ({:.1} s)",
             injected.elapsed().as_secs_f64()
         ));
     }
-    Ok(report)
+    report
 }
 
 /// The `drill all` table.
@@ -249,6 +288,9 @@ pub fn run_all(
 ) -> Result<Vec<Report>> {
     let mut reports = Vec::new();
     for scenario in scenarios {
+        if interrupted() {
+            break;
+        }
         let report = run(file, *scenario, out)?;
         reports.push(report);
         // Let the lab settle (re-peering, first scrapes) before the next fault.

@@ -138,6 +138,7 @@ impl Scenario {
             added: Vec::new(),
             dialer: None,
             before: None,
+            last_tick: None,
         };
         match self {
             Scenario::ClearnetLeak => {
@@ -171,7 +172,12 @@ impl Scenario {
                         random_pubkey(),
                         crate::tornet::fresh_onion_address()
                     );
-                    rpc::call(active.relay.admin, "admin_addPeer", json!([url]))?;
+                    if let Err(error) = rpc::call(active.relay.admin, "admin_addPeer", json!([url]))
+                    {
+                        // Half a fault would redial for ever: take back what was added.
+                        let _ = active.clear(file);
+                        return Err(error);
+                    }
                     active.added.push(url);
                 }
             }
@@ -198,11 +204,18 @@ pub struct Active {
     dialer: Option<SocketAddr>,
     /// Leak and removal counters before the fault.
     before: Option<(f64, f64)>,
+    /// When the fault was last re-applied (no faster than relays redial).
+    last_tick: Option<std::time::Instant>,
 }
 
 impl Active {
     /// Keeps the fault up while waiting (peers removed come back by redial).
     pub fn tick(&mut self, file: &LabFile) -> Result<()> {
+        let redial = std::time::Duration::from_secs_f64((35.0 / file.time_scale).max(1.0));
+        if self.last_tick.is_some_and(|at| at.elapsed() < redial) {
+            return Ok(());
+        }
+        self.last_tick = Some(std::time::Instant::now());
         match self.scenario {
             Scenario::NoTorPeers => isolate(file, &self.relay, true),
             Scenario::LowPeers => isolate(file, &self.relay, false),
@@ -226,11 +239,33 @@ impl Active {
         notes
     }
 
-    /// Whether the guard removed the leaking peer (clearnet-leak only).
-    pub fn guard_removed(&self) -> Option<bool> {
-        let (_, removed) = self.before?;
-        let (_, now) = scrape_leaks(&self.relay).ok()?;
-        Some(now > removed)
+    /// clearnet-leak only: what is wrong with the guard's work, if anything. The removal
+    /// counter alone proves nothing (admin_removePeer answers true whatever it did), so the
+    /// only-onion relay's own peer list must be seen without a clearnet peer while the dialer
+    /// keeps redialing, after the guard counted a removal.
+    pub fn guard_problem(&self, _file: &LabFile) -> Option<String> {
+        let (_, removed_before) = self.before?;
+        let removed_now = match scrape_leaks(&self.relay) {
+            Ok((_, removed)) => removed,
+            Err(error) => return Some(format!("cannot read the only-onion exporter: {error:#}")),
+        };
+        if removed_now <= removed_before {
+            return Some("the leak guard never removed the clearnet peer".into());
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Value::Array(peers)) = rpc::call(self.relay.admin, "admin_peers", json!([])) {
+                let clearnet = peers
+                    .iter()
+                    .filter(|peer| peer_route(peer, self.relay.tor_proxy) == PeerRoute::Clearnet)
+                    .count();
+                if clearnet == 0 {
+                    return None;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Some("the clearnet peer stayed in the only-onion relay's admin_peers for 10 s".into())
     }
 
     /// Undoes the fault and leaves the lab as it was.
@@ -263,7 +298,7 @@ impl Active {
 }
 
 fn act(file: &LabFile, action: Action, pod: &str) -> Result<()> {
-    control::request(file.control, action, pod).map(drop)
+    control::request(file.control, &file.control_token, action, pod).map(drop)
 }
 
 /// The public key part of a node's enode URL.
@@ -304,16 +339,15 @@ fn scrape_leaks(relay: &LabRelay) -> Result<(f64, f64)> {
 }
 
 /// Removes the relay's peers (only Tor ones when `tor_only`) on both ends, so that neither side
-/// redials: `admin_removePeer` forgets the static node on the side that dialed.
+/// redials: `admin_removePeer` forgets the static node on the side that dialed. Only the far
+/// ends of removed peers are asked (by node id), so clearnet links stay up in `tor_only`.
 fn isolate(file: &LabFile, relay: &LabRelay, tor_only: bool) -> Result<()> {
     let peers = match rpc::call(relay.admin, "admin_peers", json!([]))? {
         Value::Array(peers) => peers,
         other => bail!("admin_peers of {} is not an array: {other}", relay.pod),
     };
     let own = format!("enode://{}@{}", pubkey(relay.admin)?, relay.p2p);
-    let mut others: BTreeSet<SocketAddr> = file.relays.iter().map(|r| r.admin).collect();
-    others.extend(file.public.iter().map(|n| n.admin));
-    others.remove(&relay.admin);
+    let mut far_ids = BTreeSet::new();
     for peer in &peers {
         if tor_only && peer_route(peer, relay.tor_proxy) == PeerRoute::Clearnet {
             continue;
@@ -321,10 +355,25 @@ fn isolate(file: &LabFile, relay: &LabRelay, tor_only: bool) -> Result<()> {
         if let Some(enode) = peer["enode"].as_str() {
             let _ = rpc::call(relay.admin, "admin_removePeer", json!([enode]));
         }
+        if let Some(id) = peer["id"].as_str() {
+            far_ids.insert(id.to_string());
+        }
     }
-    // The far ends forget us too (by node id, whatever address they dialed).
-    for admin in others {
-        let _ = rpc::call(admin, "admin_removePeer", json!([own]));
+    if far_ids.is_empty() {
+        return Ok(());
+    }
+    let mut nodes: Vec<SocketAddr> = file.relays.iter().map(|r| r.admin).collect();
+    nodes.extend(file.public.iter().map(|n| n.admin));
+    for admin in nodes {
+        if admin == relay.admin {
+            continue;
+        }
+        let id = rpc::call(admin, "admin_nodeInfo", json!([]))
+            .ok()
+            .and_then(|info| info["id"].as_str().map(str::to_string));
+        if id.is_some_and(|id| far_ids.contains(&id)) {
+            let _ = rpc::call(admin, "admin_removePeer", json!([own]));
+        }
     }
     Ok(())
 }

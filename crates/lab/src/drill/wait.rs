@@ -95,11 +95,11 @@ pub struct Waited {
     pub missing: Vec<String>,
 }
 
-/// Waits until every sink in `sinks` has a `status` notification of `want` newer than `before`,
+/// Waits until every sink in `sinks` has a `status` notification of `want` newer than `floor`,
 /// calling `tick` between looks (a fault that must be kept up, e.g. re-injected).
 pub fn wait_for(
     file: &LabFile,
-    before: &Seen,
+    floor: &Seen,
     want: &Want,
     status: Status,
     sinks: &[&str],
@@ -108,20 +108,6 @@ pub fn wait_for(
 ) -> Waited {
     let deadline = Instant::now() + patience;
     let mut arrived: Vec<(String, Instant)> = Vec::new();
-    // A resolved wait must only count notifications after the firing one: skip those seen so far.
-    let mut floor = Seen {
-        unix_ms: before.unix_ms,
-        slack: Vec::new(),
-        email: Vec::new(),
-    };
-    if status == Status::Resolved {
-        if let Ok(now) = Seen::now(file) {
-            floor = now;
-        }
-    } else {
-        floor.slack = before.slack.clone();
-        floor.email = before.email.clone();
-    }
     loop {
         if let Ok(now) = Seen::now(file) {
             for sink in sinks {
@@ -129,7 +115,7 @@ pub fn wait_for(
                     continue;
                 }
                 if now
-                    .new_since(&floor, sink)
+                    .new_since(floor, sink)
                     .iter()
                     .any(|note| want.matches(note, status))
                 {
@@ -137,7 +123,7 @@ pub fn wait_for(
                 }
             }
         }
-        if arrived.len() == sinks.len() || Instant::now() > deadline {
+        if arrived.len() == sinks.len() || Instant::now() > deadline || super::interrupted() {
             break;
         }
         let _ = tick();
@@ -179,7 +165,7 @@ pub fn wait_quiet(file: &LabFile, pod: &str, patience: Duration) -> Result<()> {
         if busy.is_empty() {
             return Ok(());
         }
-        if Instant::now() > deadline {
+        if Instant::now() > deadline || super::interrupted() {
             bail!(
                 "{pod} still has alerts before the drill: {}",
                 busy.join(", ")
