@@ -37,7 +37,8 @@ When everything is up it writes DIR/verify.yaml and DIR/lab.json.
   --only-onion N   only-onion relays (default 3)
   --dir DIR        keep logs, torrcs and keys in DIR (default: a temporary directory)
   --time-scale F   divide every rule duration, window and Alertmanager timer by F
-                   (default 20; 1 = production timing); relays redial F times faster
+                   (a whole number, 1 to 30; default 20; 1 = production timing); relays
+                   redial F times faster
   --once           print the summary once and stop
 
 drill SCENARIO --dir DIR
