@@ -38,6 +38,8 @@ pub const IMAGE: &[Tool] = &[
     tool("/usr/lib/podman/netavark", "netavark"),
     // netavark sets up pod networks with iptables and fails with a bare ENOENT without it.
     tool("iptables", "iptables"),
+    // A pod's infra ("pause") image is built locally from catatonit: no registry is reachable.
+    tool("catatonit", "catatonit"),
     tool("newuidmap", "uidmap"),
     tool("fuse-overlayfs", "fuse-overlayfs"),
     tool("slirp4netns", "slirp4netns"),

@@ -18,10 +18,12 @@ pub fn rehearse(mode: &str) -> Result<()> {
     super::images::built()?;
     let started = Instant::now();
     runtime::ensure_network(super::NETWORK)?;
+    runtime::remove_orphans();
     let objects = crate::deploy_checks::kustomize::render()?;
     let options = |fix| pod::Options {
         images: super::local_images(),
         network: super::NETWORK.to_owned(),
+        owner: std::process::id(),
         temporary_datadir_fix: fix,
     };
     let mut plan = pod::plan(&objects, mode, &options(false))?;
@@ -45,7 +47,12 @@ pub fn rehearse(mode: &str) -> Result<()> {
         "{mode}: onion address kept across the restart ({} characters)",
         first.map_or(0, |o| o.len())
     );
-    for (volume, _) in &plan.claims {
+    for volume in plan
+        .claims
+        .iter()
+        .map(|(volume, _)| volume)
+        .chain(&plan.config_volumes)
+    {
         crate::image::podman::quietly(&["volume", "rm", "--force", volume]);
     }
     println!(
@@ -115,10 +122,21 @@ fn write_plan(plan: &Plan) -> Result<PathBuf> {
     Ok(file)
 }
 
+/// kubelet's fsGroup step before a start; says whether it changed the volume (a change after
+/// tor ran once would be the recursive re-chmod that makes tor refuse its hidden-service dir).
 fn apply_fs_group(plan: &Plan, volumes: &[(String, PathBuf, String)]) -> Result<()> {
     if let Some((gid, on_root_mismatch)) = plan.fs_group {
-        for (_, path, _) in volumes {
-            fsgroup::apply(path, gid, on_root_mismatch)?;
+        for (volume, path, _) in volumes {
+            let before = runtime::owner(path);
+            let changed = fsgroup::apply(path, gid, on_root_mismatch)?;
+            println!(
+                "  fsGroup {gid}: volume {volume} root {before}: {}",
+                if changed {
+                    "kubelet changes ownership and modes (recursively)"
+                } else {
+                    "matches, kubelet leaves it alone"
+                }
+            );
         }
     }
     Ok(())
@@ -130,7 +148,7 @@ fn run_once(
     volumes: &[(String, PathBuf, String)],
     what: &str,
 ) -> Result<Option<String>> {
-    let mode = plan.pod_name.trim_start_matches("rehearsal-");
+    let mode = &plan.mode;
     let file = write_plan(plan)?;
     runtime::remove_pod(&plan.pod_name);
     apply_fs_group(plan, volumes)?;
@@ -315,7 +333,7 @@ fn onion(plan: &Plan, volumes: &[(String, PathBuf, String)]) -> Result<Option<St
         return Ok(None);
     };
     for (_, host, mount) in volumes {
-        if let Some(relative) = Path::new(dir).strip_prefix(mount).ok() {
+        if let Ok(relative) = Path::new(dir).strip_prefix(mount) {
             let file = host.join(relative).join("hostname");
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {

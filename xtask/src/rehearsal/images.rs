@@ -92,7 +92,7 @@ pub fn check_images() -> Result<()> {
 
 pub fn check_sigterm() -> Result<()> {
     built()?;
-    let name = "rehearsal-sigterm";
+    let name = &format!("rehearsal-sigterm-{}", std::process::id());
     podman::quietly(&["rm", "--force", name]);
     podman::output(
         "podman",

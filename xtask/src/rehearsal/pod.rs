@@ -12,6 +12,9 @@ pub struct Options {
     pub images: BTreeMap<String, String>,
     /// The podman network the pod joins.
     pub network: String,
+    /// The pod is `rehearsal-<mode>-<owner>`: the owner is the test process's pid, so runs of
+    /// two worktrees never share a pod, and pods of a dead run can be found and removed.
+    pub owner: u32,
     /// TEMPORARY (issue 11 blocker 2): move tor's DataDirectory into a subdirectory of the
     /// volume when the rendered torrc has it at the volume's root. Remove once
     /// deploy/kustomize renders a subdirectory (the plan then reports nothing to fix).
@@ -31,11 +34,14 @@ pub struct Probe {
 /// What the rehearsal plays for one mode.
 #[derive(Debug)]
 pub struct Plan {
+    pub mode: String,
     pub pod_name: String,
     /// ConfigMaps the pod mounts, then the Pod: the file given to `podman kube play`.
     pub yaml: String,
     /// podman volume names, one per volumeClaimTemplate, with the mount path tor sees.
     pub claims: Vec<(String, String)>,
+    /// podman volumes that hold the played ConfigMaps' files.
+    pub config_volumes: Vec<String>,
     pub probes: Vec<Probe>,
     /// The pod's fsGroup and whether its change policy is OnRootMismatch.
     pub fs_group: Option<(u32, bool)>,
@@ -44,6 +50,15 @@ pub struct Plan {
     /// HiddenServiceDir as played (inside the pod).
     pub hidden_service_dir: Option<String>,
     pub differences: Vec<String>,
+}
+
+/// Every rehearsal pod's and volume's name starts with this.
+pub const POD_PREFIX: &str = "rehearsal-";
+
+/// The test process that created a rehearsal pod or volume, from its name. Pure.
+pub fn owner_of(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(POD_PREFIX)?;
+    rest.split('-').find_map(|word| word.parse().ok())
 }
 
 /// The StatefulSet of `mode` in the rendered bundle.
@@ -76,7 +91,7 @@ fn trimmed(path: &str) -> &str {
 pub fn plan(objects: &[Json], mode: &str, options: &Options) -> Result<Plan> {
     let set = stateful_set(objects, mode)?;
     let template = &set["spec"]["template"];
-    let pod_name = format!("rehearsal-{mode}");
+    let pod_name = format!("{POD_PREFIX}{mode}-{}", options.owner);
     let mut spec = template["spec"].clone();
     let mut differences = Vec::new();
     let mut probes = Vec::new();
@@ -105,6 +120,7 @@ pub fn plan(objects: &[Json], mode: &str, options: &Options) -> Result<Plan> {
         .as_array_mut()
         .context("pod template has no containers")?;
     let mut tor_data_mount = None;
+    let mut removed_ports = false;
     for container in containers.iter_mut() {
         let name = container["name"].as_str().unwrap_or_default().to_owned();
         let image = options.images.get(&name).with_context(|| {
@@ -147,6 +163,11 @@ pub fn plan(objects: &[Json], mode: &str, options: &Options) -> Result<Plan> {
         let object = container
             .as_object_mut()
             .context("container is not a mapping")?;
+        // podman kube play 4.3 publishes every containerPort on the host's same port; a pod on a
+        // cluster publishes nothing, and the host's ports are not the rehearsal's to take.
+        if object.remove("ports").is_some() {
+            removed_ports = true;
+        }
         for kind in ["startupProbe", "livenessProbe", "readinessProbe"] {
             let Some(probe) = object.remove(kind) else {
                 continue;
@@ -175,6 +196,11 @@ pub fn plan(objects: &[Json], mode: &str, options: &Options) -> Result<Plan> {
             });
         }
     }
+    if removed_ports {
+        differences.push(
+            "containerPorts removed (podman kube play would publish each on the host's same port); the pod IP serves them as on a cluster".into(),
+        );
+    }
     if !probes.is_empty() {
         differences.push(
             "probes removed from the Pod and run by the rehearsal against the pod IP, as kubelet does (podman would run them inside the container with curl, which a scratch image lacks)".into(),
@@ -183,12 +209,21 @@ pub fn plan(objects: &[Json], mode: &str, options: &Options) -> Result<Plan> {
 
     // ConfigMaps the pod mounts, from the render; a torrc gets DisableNetwork.
     let mut config_maps = Vec::new();
+    let mut config_volumes = Vec::new();
     let mut datadir_at_volume_root = false;
     let mut hidden_service_dir = None;
-    for volume in spec["volumes"].as_array().into_iter().flatten() {
-        let Some(name) = volume["configMap"]["name"].as_str() else {
+    for volume in spec["volumes"].as_array_mut().into_iter().flatten() {
+        let Some(name) = volume["configMap"]["name"].as_str().map(str::to_owned) else {
             continue;
         };
+        // podman keeps a ConfigMap's files in a volume of the ConfigMap's name: the pod's own
+        // name keeps runs apart, and lets the rehearsal remove it afterwards.
+        let played = format!("{pod_name}-{name}");
+        volume["configMap"]["name"] = json!(played);
+        differences.push(format!(
+            "ConfigMap {name} → {played} (podman stores it in a volume of that name)"
+        ));
+        let name = name.as_str();
         let mut config_map = objects
             .iter()
             .find(|object| object["kind"] == "ConfigMap" && object["metadata"]["name"] == name)
@@ -197,6 +232,8 @@ pub fn plan(objects: &[Json], mode: &str, options: &Options) -> Result<Plan> {
         config_map["metadata"]
             .as_object_mut()
             .map(|meta| meta.remove("namespace"));
+        config_map["metadata"]["name"] = json!(played);
+        config_volumes.push(played.clone());
         let keys: Vec<String> = config_map["data"]
             .as_object()
             .into_iter()
@@ -277,13 +314,167 @@ pub fn plan(objects: &[Json], mode: &str, options: &Options) -> Result<Plan> {
         yaml.push_str(&serde_norway::to_string(document).context("cannot write pod YAML")?);
     }
     Ok(Plan {
+        mode: mode.to_owned(),
         pod_name,
         yaml,
         claims,
+        config_volumes,
         probes,
         fs_group,
         datadir_at_volume_root,
         hidden_service_dir,
         differences,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered() -> Vec<Json> {
+        let torrc = "SocksPort 127.0.0.1:9050\nDataDirectory /var/lib/tor\nHiddenServiceDir /var/lib/tor/hidden_service\n";
+        let set = json!({
+            "kind": "StatefulSet",
+            "metadata": {"name": "gethrelay-clearnet", "namespace": "gethrelay"},
+            "spec": {
+                "template": {
+                    "metadata": {"labels": {"relaywatch.io/mode": "clearnet"}},
+                    "spec": {
+                        "securityContext": {"fsGroup": 10002, "fsGroupChangePolicy": "OnRootMismatch"},
+                        "containers": [
+                            {"name": "gethrelay", "image": "ghcr.io/x/gethrelay:latest",
+                             "ports": [{"name": "metrics", "containerPort": 6060}],
+                             "readinessProbe": {"httpGet": {"path": "/debug/metrics/prometheus", "port": "metrics"}}},
+                            {"name": "tor", "image": "tor:latest",
+                             "volumeMounts": [{"name": "tor-config", "mountPath": "/etc/tor"},
+                                              {"name": "tor-data", "mountPath": "/var/lib/tor"}]},
+                            {"name": "relaywatch", "image": "ghcr.io/x/relaywatch:latest",
+                             "livenessProbe": {"tcpSocket": {"port": 9476}},
+                             "volumeMounts": [{"name": "tor-data", "mountPath": "/var/lib/tor", "readOnly": true}]}
+                        ],
+                        "volumes": [{"name": "tor-config", "configMap": {"name": "gethrelay-tor"}}]
+                    }
+                },
+                "volumeClaimTemplates": [{"metadata": {"name": "tor-data"}}]
+            }
+        });
+        let config_map = json!({"kind": "ConfigMap", "metadata": {"name": "gethrelay-tor", "namespace": "gethrelay"}, "data": {"torrc": torrc}});
+        vec![config_map, set]
+    }
+
+    fn options(fix: bool) -> Options {
+        Options {
+            images: [
+                ("gethrelay", "l/labrelay:1"),
+                ("tor", "l/tor:1"),
+                ("relaywatch", "l/rw:1"),
+            ]
+            .map(|(c, i)| (c.to_owned(), i.to_owned()))
+            .into(),
+            network: "net".into(),
+            owner: 42,
+            temporary_datadir_fix: fix,
+        }
+    }
+
+    fn documents(plan: &Plan) -> Vec<Json> {
+        plan.yaml
+            .split("---\n")
+            .filter(|doc| !doc.trim().is_empty())
+            .map(|doc| serde_norway::from_str(doc).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_template_becomes_a_pod_with_local_images_volumes_and_no_public_tor() {
+        let plan = plan(&rendered(), "clearnet", &options(false)).unwrap();
+        assert_eq!(plan.pod_name, "rehearsal-clearnet-42");
+        assert_eq!(owner_of(&plan.pod_name), Some(42));
+        assert_eq!(
+            plan.claims,
+            [(
+                "rehearsal-clearnet-42-tor-data".to_owned(),
+                "/var/lib/tor".to_owned()
+            )]
+        );
+        assert!(plan.datadir_at_volume_root);
+        assert_eq!(plan.fs_group, Some((10002, true)));
+        let docs = documents(&plan);
+        let torrc = docs[0]["data"]["torrc"].as_str().unwrap();
+        assert!(torrc.ends_with("DisableNetwork 1\n"), "{torrc}");
+        assert!(torrc.contains("DataDirectory /var/lib/tor\n"));
+        let pod = &docs[1];
+        assert_eq!(pod["kind"], "Pod");
+        let images: Vec<&str> = pod["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["image"].as_str().unwrap())
+            .collect();
+        assert_eq!(images, ["l/labrelay:1", "l/tor:1", "l/rw:1"]);
+        assert!(pod["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["ports"].is_null()
+                && c["readinessProbe"].is_null()
+                && c["livenessProbe"].is_null()));
+        assert_eq!(
+            pod["spec"]["securityContext"]["supplementalGroups"],
+            json!([10002])
+        );
+        assert_eq!(
+            pod["spec"]["volumes"][1],
+            json!({"name": "tor-data", "persistentVolumeClaim": {"claimName": "rehearsal-clearnet-42-tor-data"}})
+        );
+        assert_eq!(
+            plan.probes,
+            [
+                Probe {
+                    container: "gethrelay".into(),
+                    kind: "readinessProbe".into(),
+                    port: 6060,
+                    http_path: Some("/debug/metrics/prometheus".into())
+                },
+                Probe {
+                    container: "relaywatch".into(),
+                    kind: "livenessProbe".into(),
+                    port: 9476,
+                    http_path: None
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_temporary_fix_moves_the_data_directory_and_says_so() {
+        let plan = plan(&rendered(), "clearnet", &options(true)).unwrap();
+        let torrc = documents(&plan)[0]["data"]["torrc"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            torrc.contains("DataDirectory /var/lib/tor/data\n"),
+            "{torrc}"
+        );
+        assert!(plan.differences.iter().any(|d| d.starts_with("TEMPORARY")));
+        assert_eq!(
+            plan.hidden_service_dir.as_deref(),
+            Some("/var/lib/tor/hidden_service")
+        );
+    }
+
+    #[test]
+    fn a_container_without_a_local_image_or_an_unknown_mode_is_an_error() {
+        let mut missing = options(false);
+        missing.images.remove("tor");
+        let error = plan(&rendered(), "clearnet", &missing)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("container tor"), "{error}");
+        let error = plan(&rendered(), "only-onion", &options(false))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("relaywatch.io/mode=only-onion"), "{error}");
+    }
 }

@@ -14,10 +14,39 @@ use crate::image::podman;
 /// Creates the rehearsal's network unless it exists: internal, so nothing in it can route off
 /// this machine (the host still reaches the pods through the bridge).
 pub fn ensure_network(name: &str) -> Result<()> {
-    if podman::output("podman", &["network", "exists", name]).is_ok() {
-        return Ok(());
+    if podman::output("podman", &["network", "exists", name]).is_err() {
+        // Another run may create it at the same moment; what counts is that it exists after.
+        let created = podman::output("podman", &["network", "create", "--internal", name]);
+        if podman::output("podman", &["network", "exists", name]).is_err() {
+            created?;
+        }
     }
-    podman::output("podman", &["network", "create", "--internal", name]).map(drop)
+    let internal = podman::output(
+        "podman",
+        &["network", "inspect", "--format", "{{.Internal}}", name],
+    )?;
+    if internal != "true" {
+        bail!("podman network {name} exists but is not internal (its pods could route off this machine); remove it with `podman network rm {name}`");
+    }
+    Ok(())
+}
+
+/// Removes rehearsal pods and volumes whose test process is gone (a run killed mid-way).
+pub fn remove_orphans() {
+    let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
+    for (kind, list) in [
+        ("pod", ["pod", "ps", "--format", "{{.Name}}"]),
+        ("volume", ["volume", "ls", "--format", "{{.Name}}"]),
+    ] {
+        let Ok(names) = podman::output("podman", &list) else {
+            continue;
+        };
+        for name in names.lines() {
+            if super::pod::owner_of(name).is_some_and(|pid| !alive(pid)) {
+                podman::quietly(&[kind, "rm", "--force", name]);
+            }
+        }
+    }
 }
 
 /// A new podman volume that looks like a fresh block volume: its root is root:root 0755.
