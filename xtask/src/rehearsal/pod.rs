@@ -116,6 +116,19 @@ pub fn plan(objects: &[Json], mode: &str, options: &Options) -> Result<Plan> {
         ));
     }
 
+    // Init containers (none today) get local images the same way; they run to completion.
+    for init in spec["initContainers"].as_array_mut().into_iter().flatten() {
+        let name = init["name"].as_str().unwrap_or_default().to_owned();
+        let image = options.images.get(&name).with_context(|| {
+            format!(
+                "init container {name} of {mode}: no local image for it (known: {:?})",
+                options.images.keys()
+            )
+        })?;
+        differences.push(format!("init container {name}: image → {image}"));
+        init["image"] = json!(image);
+        init["imagePullPolicy"] = json!("Never");
+    }
     let containers = spec["containers"]
         .as_array_mut()
         .context("pod template has no containers")?;
