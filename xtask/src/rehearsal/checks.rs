@@ -252,11 +252,16 @@ fn check_containers(plan: &Plan, names: &[String]) -> Result<()> {
         }
         ensure!(status.no_new_privs, "{place}: NoNewPrivs is not set");
         ensure!(
+            status.seccomp == 2,
+            "{place}: no seccomp filter (Seccomp {})",
+            status.seccomp
+        );
+        ensure!(
             container.read_only_root && runtime::root_read_only(container.pid)?,
             "{place}: root file system is writable"
         );
         println!(
-            "  {}: uid {} gid {} groups {:?}, no capabilities, read-only root",
+            "  {}: uid {} gid {} groups {:?}, no capabilities, no new privileges, seccomp filter, read-only root",
             container.name,
             status.uids[0],
             status.gids.first().copied().unwrap_or_default(),

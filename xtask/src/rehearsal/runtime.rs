@@ -204,6 +204,8 @@ pub struct ProcessStatus {
     /// CapInh, CapPrm, CapEff, CapBnd, CapAmb.
     pub capabilities: Vec<(String, u64)>,
     pub no_new_privs: bool,
+    /// 2 when a seccomp filter is loaded (the template asks for RuntimeDefault).
+    pub seccomp: u8,
 }
 
 pub fn process_status(pid: u32) -> Result<ProcessStatus> {
@@ -238,6 +240,10 @@ pub fn parse_status(text: &str) -> ProcessStatus {
             })
             .collect(),
         no_new_privs: field("NoNewPrivs").first() == Some(&"1"),
+        seccomp: field("Seccomp")
+            .first()
+            .and_then(|mode| mode.parse().ok())
+            .unwrap_or(0),
     }
 }
 
@@ -283,12 +289,13 @@ mod tests {
         let status = parse_status(
             "Name:\ttor\nUid:\t10001\t10001\t10001\t10001\nGid:\t10002\t10002\t10002\t10002\n\
              Groups:\t10002 \nCapInh:\t0000000000000000\nCapPrm:\t0000000000000000\n\
-             CapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\n",
+             CapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\n",
         );
         assert_eq!(status.uids, [10001; 4]);
         assert_eq!(status.groups, [10002]);
         assert!(status.capabilities.iter().all(|(_, value)| *value == 0));
         assert!(status.no_new_privs);
+        assert_eq!(status.seccomp, 2);
         // A missing capability line reads as "all", never as none.
         assert!(parse_status("Uid:\t1\n")
             .capabilities
