@@ -47,6 +47,10 @@ pub fn rehearse(mode: &str) -> Result<()> {
         "{mode}: onion address kept across the restart ({} characters)",
         first.map_or(0, |o| o.len())
     );
+    if mode == "clearnet" {
+        // The same for every mode; shown once.
+        show_recursive_rechmod(&plan, &volumes)?;
+    }
     for volume in plan
         .claims
         .iter()
@@ -94,6 +98,46 @@ fn show_blocker(plan: &Plan) -> Result<()> {
     );
     if refusal.is_none() {
         bail!("tor with DataDirectory at the volume root did not fail as expected; the bundle may be fixed: set TEMPORARY_DATADIR_FIX aside. tor's log:\n{logs}");
+    }
+    Ok(())
+}
+
+/// Why the pod needs `fsGroupChangePolicy: OnRootMismatch` and a volume root tor never
+/// changes: kubelet's recursive change (policy Always, or a root that no longer matches) makes
+/// the hidden-service directory group-writable, which tor refuses. Printed, not asserted: it is
+/// tor's behaviour, shown for the operator.
+fn show_recursive_rechmod(plan: &Plan, volumes: &[(String, PathBuf, String)]) -> Result<()> {
+    let Some((gid, _)) = plan.fs_group else {
+        return Ok(());
+    };
+    for (_, path, _) in volumes {
+        fsgroup::apply(path, gid, false)?;
+    }
+    let file = write_plan(plan)?;
+    runtime::remove_pod(&plan.pod_name);
+    runtime::play(&file, super::NETWORK)?;
+    let tor = format!("{}-tor", plan.pod_name);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let refusal = loop {
+        let logs = runtime::logs(&tor);
+        if let Some(line) = logs.lines().find(|line| line.contains("too permissive")) {
+            break Some(line.to_owned());
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    runtime::remove_pod(&plan.pod_name);
+    match refusal {
+        Some(line) => println!(
+            "{}: after kubelet's recursive fsGroup change (fsGroupChangePolicy Always, or a volume root that no longer matches) tor refuses its hidden-service directory: {line}",
+            plan.mode
+        ),
+        None => println!(
+            "{}: after kubelet's recursive fsGroup change tor did not complain within 20 s",
+            plan.mode
+        ),
     }
     Ok(())
 }
