@@ -160,7 +160,7 @@ fn fresh_volumes(plan: &Plan) -> Result<Vec<(String, PathBuf, String)>> {
 fn write_plan(plan: &Plan) -> Result<PathBuf> {
     let dir = crate::workspace_root().join("target/rehearsal");
     std::fs::create_dir_all(&dir)?;
-    let file = dir.join(format!("{}.yaml", plan.pod_name));
+    let file = dir.join(format!("{}.yaml", plan.mode));
     std::fs::write(&file, &plan.yaml)
         .with_context(|| format!("cannot write {}", file.display()))?;
     Ok(file)
