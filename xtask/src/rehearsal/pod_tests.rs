@@ -147,3 +147,24 @@ fn a_container_without_a_local_image_or_an_unknown_mode_is_an_error() {
         .to_string();
     assert!(error.contains("relaywatch.io/mode=only-onion"), "{error}");
 }
+
+#[test]
+fn a_bundle_with_a_data_subdirectory_needs_no_temporary_fix() {
+    let mut objects = rendered();
+    let torrc = objects[0]["data"]["torrc"].as_str().unwrap().replace(
+        "DataDirectory /var/lib/tor\n",
+        "DataDirectory /var/lib/tor/data\n",
+    );
+    objects[0]["data"]["torrc"] = json!(torrc);
+    let plan = plan(&objects, "clearnet", &options(true)).unwrap();
+    assert!(!plan.datadir_at_volume_root);
+    assert!(!plan.differences.iter().any(|d| d.starts_with("TEMPORARY")));
+    let played = documents(&plan)[0]["data"]["torrc"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        played.contains("DataDirectory /var/lib/tor/data\n"),
+        "{played}"
+    );
+}
