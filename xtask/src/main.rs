@@ -1,4 +1,4 @@
-//! The project's commands: `cargo xtask lab` (the local lab), `cargo xtask test` (every test), `cargo xtask codegen`.
+//! The project's commands: `cargo xtask lab` (the local lab), `cargo xtask test` (every test), `cargo xtask image`, `cargo xtask codegen`.
 //!
 //! xtask is the only place that installs system packages (Debian's, with apt-get); the
 //! relaywatch binary never does.
@@ -6,7 +6,10 @@
 // The deploy checks run as `#[test]`s; outside tests only `codegen` uses this module.
 #[cfg_attr(not(test), allow(dead_code))]
 mod deploy_checks;
+mod image;
 mod packages;
+#[cfg(test)]
+mod rehearsal;
 
 use std::process::{Command, ExitCode};
 
@@ -21,6 +24,9 @@ commands:
           (extra arguments are passed to the lab, e.g. `cargo xtask lab -- --help`,
           `cargo xtask lab -- drill all --dir DIR`)
   test    install what the tests need, then run every test of the workspace
+  image   build the container images with buildah into podman's local store:
+          localhost/relaywatch, localhost/relaywatch-tor, localhost/labrelay, each tagged
+          with the workspace version (FROM scratch, reproducible), and print their sizes
   codegen regenerate the deploy bundle's generated files (PrometheusRule, dashboard
           ConfigMaps, runbook_url annotations, normalised dashboards)
 ";
@@ -30,6 +36,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("lab") => lab(&args[1..]),
         Some("test") => test(&args[1..]),
+        Some("image") => image::command(&args[1..]),
         Some("codegen") => deploy_checks::codegen::generate_all(false),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
@@ -102,6 +109,7 @@ fn lab(args: &[String]) -> Result<()> {
 
 fn test(args: &[String]) -> Result<()> {
     packages::ensure(packages::TEST)?;
+    packages::ensure(packages::IMAGE)?;
     packages::require_kubectl()?;
     let mut test = cargo();
     test.args(["test", "--workspace", "--locked"]);

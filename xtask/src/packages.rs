@@ -28,7 +28,28 @@ pub const LAB: &[Tool] = &[
 /// What `cargo xtask test` needs: the same as the lab (the tests run a reduced lab).
 pub const TEST: &[Tool] = LAB;
 
+/// What `cargo xtask image` and the pod rehearsal need: buildah builds, podman runs with runc
+/// (crun cannot run on this machine kind's hybrid cgroups), netavark gives pods their networks;
+/// uidmap, fuse-overlayfs and slirp4netns let a non-root developer run podman too.
+pub const IMAGE: &[Tool] = &[
+    tool("buildah", "buildah"),
+    tool("podman", "podman"),
+    tool("runc", "runc"),
+    tool("/usr/lib/podman/netavark", "netavark"),
+    // netavark sets up pod networks with iptables and fails with a bare ENOENT without it.
+    tool("iptables", "iptables"),
+    // A pod's infra ("pause") image is built locally from catatonit: no registry is reachable.
+    tool("catatonit", "catatonit"),
+    tool("newuidmap", "uidmap"),
+    tool("fuse-overlayfs", "fuse-overlayfs"),
+    tool("slirp4netns", "slirp4netns"),
+    tool("ldd", "libc-bin"),
+];
+
 fn on_path(program: &str) -> bool {
+    if program.starts_with('/') {
+        return Path::new(program).is_file();
+    }
     std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
         .unwrap_or(false)
