@@ -18,11 +18,11 @@ mod runtime;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-/// TEMPORARY (issue 11 blocker 2): the rendered torrc puts tor's DataDirectory at the root of
-/// the tor-data volume, which tor refuses on a root-owned volume. While this is true the
-/// rehearsal shows that failure, then plays the pod again with a subdirectory. Set to false (and
-/// delete `Options::temporary_datadir_fix`) once deploy/kustomize renders a subdirectory.
-const TEMPORARY_DATADIR_FIX: bool = true;
+/// Issue 11 blocker 2 is fixed in deploy/kustomize (DataDirectory /var/lib/tor/data, a
+/// subdirectory tor creates): a bundle that puts DataDirectory back at the volume root makes
+/// the rehearsal show tor's refusal and fail. `true` would instead play on with the old
+/// temporary fix (a subdirectory applied by code), kept only for diagnosis.
+const TEMPORARY_DATADIR_FIX: bool = false;
 
 /// The podman network the rehearsal creates.
 const NETWORK: &str = "relaywatch-rehearsal";
