@@ -73,6 +73,14 @@ struct Fake {
     /// Per pod and attempt: (tor, clearnet, dashboard total); `None` is "no series".
     prometheus_peers: BTreeMap<&'static str, Vec<PeerReading>>,
     leak_samples: Vec<(f64, f64)>,
+    /// More leak series: (pod, instance, (time, value, process start; NaN for none)).
+    more_leaks: Vec<(&'static str, &'static str, Vec<(f64, f64, f64)>)>,
+    /// Prometheus's own sample-limit counter, for every job it scrapes (not only the relays).
+    prometheus_sample_limit_hits: f64,
+    /// Most samples per scrape of each relay target in the last hour.
+    samples_per_scrape: f64,
+    /// A rule group that is not the project's, with an unhealthy rule.
+    foreign_rule_unhealthy: bool,
     /// Dashboard queries containing this return no data.
     empty: Option<&'static str>,
     reads: RefCell<BTreeMap<String, usize>>,
@@ -103,6 +111,10 @@ fn healthy() -> Fake {
             (ONION, vec![(Some(3.0), Some(0.0), Some(3.0))]),
         ]),
         leak_samples: vec![(NOW - 3590.0, 4.0), (NOW - 10.0, 4.0)],
+        more_leaks: Vec::new(),
+        prometheus_sample_limit_hits: 0.0,
+        samples_per_scrape: 60.0,
+        foreign_rule_unhealthy: false,
         empty: None,
         reads: RefCell::default(),
         asked: RefCell::default(),
@@ -145,7 +157,16 @@ impl Sources for Fake {
                     .filter(|name| Some(name.as_str()) != self.missing_rule)
                     .map(|name| json!({"type": "alerting", "name": name, "health": self.rule_health, "lastError": ""}))
                     .collect();
-                reply(json!({"groups": [{"name": "g", "rules": rules}]}))
+                let mut groups: Vec<_> = dashboards::rule_groups()
+                    .unwrap()
+                    .into_iter()
+                    .map(|name| json!({"name": name, "rules": []}))
+                    .collect();
+                groups[0]["rules"] = rules.into();
+                if self.foreign_rule_unhealthy {
+                    groups.push(json!({"name": "kubernetes-apps", "rules": [{"type": "alerting", "name": "KubePodCrashLooping", "health": "err", "lastError": "many-to-many matching not allowed"}]}));
+                }
+                reply(json!({"groups": groups}))
             }
             "/api/v1/alerts" => {
                 let alerts: Vec<_> = self
@@ -179,21 +200,56 @@ impl Sources for Fake {
             return Ok(vector(&samples));
         }
         if expr.contains("prometheus_target_scrapes_exceeded_sample_limit_total") {
-            return Ok(vector(&[(json!({"job": "prometheus"}), 0.0)]));
+            let hits = self.prometheus_sample_limit_hits;
+            return Ok(vector(&[
+                (json!({"job": "prometheus"}), 0.0),
+                (json!({"job": "kube-state-metrics"}), hits),
+            ]));
         }
-        if expr.starts_with("relaywatch_clearnet_leaks_total") {
-            if self.leak_samples.is_empty() {
-                return Ok(
-                    json!({"status": "success", "data": {"resultType": "matrix", "result": []}})
-                        .to_string(),
-                );
-            }
-            let values: Vec<_> = self
-                .leak_samples
+        if expr.starts_with("max_over_time(scrape_samples_post_metric_relabeling") {
+            let samples: Vec<_> = self
+                .up
                 .iter()
-                .map(|(t, v)| json!([t, v.to_string()]))
+                .map(|(job, pod, _)| (labels(job, pod), self.samples_per_scrape))
                 .collect();
-            return Ok(json!({"status": "success", "data": {"resultType": "matrix", "result": [{"metric": labels("relaywatch", ONION), "values": values}]}}).to_string());
+            return Ok(vector(&samples));
+        }
+        if expr.starts_with("max_over_time(scrape_sample_limit") {
+            return Ok(vector(&[]));
+        }
+        let leaks = expr.starts_with("relaywatch_clearnet_leaks_total");
+        if leaks || expr.starts_with("process_start_time_seconds") {
+            // The healthy series: one process, started long before the window.
+            let mut all = vec![(
+                ONION,
+                "10.0.0.1:9476",
+                self.leak_samples
+                    .iter()
+                    .map(|(t, v)| (*t, *v, 1.0))
+                    .collect::<Vec<_>>(),
+            )];
+            all.extend(self.more_leaks.iter().cloned());
+            let result: Vec<_> = all
+                .into_iter()
+                .filter(|series| !series.2.is_empty())
+                .map(|(pod, instance, samples)| {
+                    let mut metric = labels("relaywatch", pod);
+                    metric["instance"] = instance.into();
+                    metric["mode"] = "only-onion".into();
+                    let values: Vec<_> = samples
+                        .iter()
+                        .filter(|s| leaks || !s.2.is_nan())
+                        .map(|(t, v, start)| {
+                            json!([t, (if leaks { v } else { start }).to_string()])
+                        })
+                        .collect();
+                    json!({"metric": metric, "values": values})
+                })
+                .collect();
+            return Ok(
+                json!({"status": "success", "data": {"resultType": "matrix", "result": result}})
+                    .to_string(),
+            );
         }
         if let Some(pod) = Self::pod_in(expr) {
             let which = if expr.starts_with("sum(p2p_peers_tor") {
@@ -271,7 +327,7 @@ fn criteria_table() {
         ("unexplained alert", Box::new(|fake| fake.alerts.push(("GethRelayNoTorPeers", CLEARNET))), "PPPPFPP", vec!["firing GethRelayNoTorPeers (gethrelay/gethrelay-clearnet-0): not explained"]),
         ("pod-less project alert", Box::new(|fake| fake.alerts.push(("GethRelayFleetBelowExpected", ""))), "PPPPFPP", vec!["GethRelayFleetBelowExpected (no pod): not explained"]),
         ("foreign alert", Box::new(|fake| fake.alerts.push(("KubeSchedulerDown", ""))), "PPPPPPP", vec!["KubeSchedulerDown (no pod): not a gethrelay alert"]),
-        ("scrape error", Box::new(|fake| fake.target_error = "sample limit exceeded"), "PFPPPPP", vec!["last scrape failed: sample limit exceeded"]),
+        ("scrape error", Box::new(|fake| fake.target_error = "sample limit exceeded"), "PFPPPPP", vec!["last scrape over the sample limit: sample limit exceeded"]),
         ("unhealthy rules", Box::new(|fake| fake.rule_health = "err"), "PFPPPPP", vec!["health \"err\""]),
         ("project alert not loaded", Box::new(|fake| fake.missing_rule = Some("GethRelayClearnetLeak")), "PPPPFPP", vec!["project alerts not loaded: GethRelayClearnetLeak"]),
         ("no email receiver", Box::new(|fake| fake.alertmanager = Ok(json!({"config": {"original": "receivers:\n- name: slack\n"}}).to_string())), "PPPPFPP", vec!["lacks receivers email"]),
