@@ -37,6 +37,18 @@ fn admin_reply(tor: usize, clearnet: usize, salt: usize) -> Result<String, Strin
     Ok(json!({"jsonrpc": "2.0", "id": 1, "result": entries}).to_string())
 }
 
+/// The only-onion relay's three Tor peers and one clearnet address without `inbound`: the
+/// classifier cannot tell its route's direction, so neither count holds it.
+fn unclassified_on_onion() -> String {
+    let mut reply: serde_json::Value =
+        serde_json::from_str(&admin_reply(3, 1, 0).unwrap()).unwrap();
+    reply["result"][3]["network"]
+        .as_object_mut()
+        .unwrap()
+        .remove("inbound");
+    reply.to_string()
+}
+
 fn vector(samples: &[(serde_json::Value, f64)]) -> String {
     let result: Vec<_> = samples
         .iter()
@@ -345,6 +357,45 @@ fn criteria_table() {
         ("leak in the last hour", Box::new(|fake| fake.leak_samples = vec![(NOW - 3590.0, 4.0), (NOW - 10.0, 5.0)]), "PPPPPFP", vec!["1 clearnet leaks counted in the last hour"]),
         ("young leak series", Box::new(|fake| fake.leak_samples = vec![(NOW - 60.0, 0.0), (NOW - 10.0, 0.0)]), "PPPPPPP", vec!["leaks in 1h: 0"]),
         ("no leak series", Box::new(|fake| fake.leak_samples = vec![]), "PPPPPFP", vec!["no relaywatch_clearnet_leaks_total{mode=\"only-onion\"} series"]),
+        // The old pod (10.0.0.1) leaked and was recreated (new IP, new series listed first).
+        ("recreated pod leaked", Box::new(|fake| {
+            fake.leak_samples = vec![];
+            fake.more_leaks = vec![
+                (ONION, "10.0.0.2:9476", vec![(NOW - 60.0, 0.0, NOW - 70.0), (NOW - 10.0, 0.0, NOW - 70.0)]),
+                (ONION, "10.0.0.1:9476", vec![(NOW - 3590.0, 0.0, 1.0), (NOW - 600.0, 1.0, 1.0)]),
+            ];
+        }), "PPPPPFP", vec!["1 clearnet leaks counted in the last hour over 2 series"]),
+        // The old process counted 1; the restarted one counted a leak before its first scrape.
+        ("restart hides a leak behind an equal count", Box::new(|fake| {
+            fake.leak_samples = vec![];
+            fake.more_leaks = vec![(ONION, "10.0.0.1:9476", vec![(NOW - 3590.0, 1.0, 1.0), (NOW - 1800.0, 1.0, 1.0), (NOW - 10.0, 1.0, NOW - 20.0)])];
+        }), "PPPPPFP", vec!["1 clearnet leaks counted in the last hour over 1 series"]),
+        ("no process start times", Box::new(|fake| {
+            fake.leak_samples = vec![];
+            fake.more_leaks = vec![(ONION, "10.0.0.1:9476", vec![(NOW - 3590.0, 1.0, f64::NAN), (NOW - 10.0, 1.0, f64::NAN)])];
+        }), "PPPPPFP", vec!["an upper bound: 1 samples without a process_start_time_seconds"]),
+        ("only-onion pod not listed", Box::new(|fake| {
+            fake.more_leaks = vec![("gethrelay-only-onion-1", "10.0.0.3:9476", vec![(NOW - 3590.0, 0.0, 1.0), (NOW - 10.0, 0.0, 1.0)])];
+        }), "PPPPPFP", vec!["gethrelay/gethrelay-only-onion-1: an only-onion pod in Prometheus that the configuration does not list"]),
+        ("gone only-onion pod, not listed, leaked", Box::new(|fake| {
+            fake.more_leaks = vec![("gethrelay-only-onion-1", "10.0.0.3:9476", vec![(NOW - 3590.0, 0.0, 1.0), (NOW - 1800.0, 1.0, 1.0)])];
+        }), "PPPPPFP", vec!["gethrelay/gethrelay-only-onion-1: an only-onion pod gone from Prometheus (not listed), 1 clearnet leaks"]),
+        ("gone only-onion pod, not listed, clean", Box::new(|fake| {
+            fake.more_leaks = vec![("gethrelay-only-onion-1", "10.0.0.3:9476", vec![(NOW - 3590.0, 0.0, 1.0), (NOW - 1800.0, 0.0, 1.0)])];
+        }), "PPPPPPP", vec!["gethrelay-only-onion-1: an only-onion pod gone from Prometheus, not listed, no leak in 1h, not judged"]),
+        ("only-onion pod listed as clearnet", Box::new(|fake| {
+            fake.more_leaks = vec![(CLEARNET, "10.0.0.4:9476", vec![(NOW - 3590.0, 0.0, 1.0), (NOW - 10.0, 0.0, 1.0)])];
+        }), "PPPPPFP", vec!["gethrelay/gethrelay-clearnet-0: listed as clearnet but its relaywatch target has mode=\"only-onion\""]),
+        ("peer without a direction on only-onion", Box::new(|fake| {
+            fake.admin.insert(ONION, vec![Ok(unclassified_on_onion())]);
+            fake.prometheus_peers.insert(ONION, vec![(Some(3.0), Some(0.0), Some(4.0))]);
+        }), "PPPPPFP", vec!["admin_peers lists 1 peers that cannot be classified as Tor"]),
+        ("shared stack: other jobs over their limit, other rules unhealthy", Box::new(|fake| {
+            fake.prometheus_sample_limit_hits = 3.0;
+            fake.foreign_rule_unhealthy = true;
+        }), "PPPPPPP", vec!["rule KubePodCrashLooping (group kubernetes-apps): health \"err\"", "not a project rule group, not judged", "15 of 15 rules of the project's groups healthy"]),
+        ("relay over its sample limit in the last hour", Box::new(|fake| fake.samples_per_scrape = 2000.0), "PFPPPPP", vec!["up to 2000 samples per scrape in the last hour, at or over its sample limit 2000 (the deploy bundle's, assumed)"]),
+        ("duplicate targets, one down", Box::new(|fake| fake.up.push(("gethrelay", CLEARNET, 0.0))), "FPPPPPP", vec!["gethrelay/gethrelay-clearnet-0: 1 of 2 job=\"gethrelay\" targets down", "gethrelay-clearnet-0: targets 2 gethrelay, 1 relaywatch"]),
         ("prometheus not JSON", Box::new(|fake| fake.broken = Some("<html>502 Bad Gateway</html>".into())), "FFFFFFF", vec!["not a Prometheus API reply (not JSON", "gethrelay-only-onion-0: no match in 1 attempt;", "65 queries failed: not a Prometheus API reply"]),
         ("prometheus errors", Box::new(|fake| fake.broken = Some(r#"{"status":"error","errorType":"timeout","error":"query timed out"}"#.into())), "FFFFFFF", vec!["timeout: query timed out"]),
     ];
