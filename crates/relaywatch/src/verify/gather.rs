@@ -32,6 +32,14 @@ pub trait Sources {
             super::client::percent_encode(expr)
         ))
     }
+    /// An instant query evaluated at `time` (unix seconds), so that a range selector's window
+    /// is exactly `(time - range, time]` whatever this machine's clock says.
+    fn query_at(&self, expr: &str, time: f64) -> Result<String, String> {
+        self.prometheus(&format!(
+            "/api/v1/query?query={}&time={time:.3}",
+            super::client::percent_encode(expr)
+        ))
+    }
     /// Alertmanager's `/api/v2/status`.
     fn alertmanager_status(&self) -> Result<String, String>;
     /// One relay's admin_peers, decoded; the error names no peer.
@@ -159,6 +167,7 @@ pub struct Facts {
     pub leaks: Result<Vec<Series>, String>,
     /// Raw samples of the same targets' `process_start_time_seconds`, to see restarts.
     pub process_starts: Result<Vec<Series>, String>,
+    /// Prometheus's time of the leak queries (this machine's when Prometheus does not answer).
     pub now: f64,
     /// The slowest scrape interval of the relays' targets (retries wait this long).
     pub scrape_interval: Duration,
@@ -275,12 +284,19 @@ pub fn gather(config: &Config, sources: &dyn Sources) -> Facts {
         attempts,
     );
 
-    let now = sources.now();
+    // Prometheus's clock, not this machine's: a window read with a skewed clock could miss the
+    // newest samples or take a young series for an old one.
+    let now = vector("time()")
+        .ok()
+        .and_then(|samples| samples.first().map(|sample| sample.value))
+        .unwrap_or_else(|| sources.now());
     let matrix = |name: &str| {
         let expr = format!(
             r#"{name}{{job="relaywatch", mode="only-onion", namespace=~"{namespaces}"}}[1h]"#
         );
-        sources.query(&expr).and_then(|body| api::matrix(&body))
+        sources
+            .query_at(&expr, now)
+            .and_then(|body| api::matrix(&body))
     };
     let leaks = matrix("relaywatch_clearnet_leaks_total");
     let process_starts = matrix("process_start_time_seconds");

@@ -203,6 +203,10 @@ impl Sources for Fake {
         if let Some(body) = &self.broken {
             return Ok(body.clone());
         }
+        if expr == "time()" {
+            // Prometheus's clock; this machine's (`now`) is 10 minutes ahead.
+            return Ok(json!({"status": "success", "data": {"resultType": "scalar", "result": [NOW, NOW.to_string()]}}).to_string());
+        }
         if expr.starts_with("up{") {
             let samples: Vec<_> = self
                 .up
@@ -284,6 +288,16 @@ impl Sources for Fake {
         Ok(vector(&[(json!({"pod": CLEARNET}), 1.0)]))
     }
 
+    fn query_at(&self, expr: &str, time: f64) -> Result<String, String> {
+        if self.broken.is_none() {
+            assert_eq!(
+                time, NOW,
+                "{expr}: a window is evaluated at Prometheus's time"
+            );
+        }
+        self.query(expr)
+    }
+
     fn alertmanager_status(&self) -> Result<String, String> {
         self.alertmanager.clone()
     }
@@ -298,7 +312,7 @@ impl Sources for Fake {
     }
 
     fn now(&self) -> f64 {
-        NOW
+        NOW + 600.0
     }
 
     fn sleep(&self, _: Duration) {
@@ -369,6 +383,12 @@ fn criteria_table() {
         ("restart hides a leak behind an equal count", Box::new(|fake| {
             fake.leak_samples = vec![];
             fake.more_leaks = vec![(ONION, "10.0.0.1:9476", vec![(NOW - 3590.0, 1.0, 1.0), (NOW - 1800.0, 1.0, 1.0), (NOW - 10.0, 1.0, NOW - 20.0)])];
+        }), "PPPPPFP", vec!["1 clearnet leaks counted in the last hour over 1 series"]),
+        // A process started 15 s into the window and counted a leak before its first scrape;
+        // judged by this machine's clock (10 minutes ahead) the series would look old.
+        ("young process leaked before its first scrape", Box::new(|fake| {
+            fake.leak_samples = vec![];
+            fake.more_leaks = vec![(ONION, "10.0.0.1:9476", vec![(NOW - 3580.0, 1.0, NOW - 3585.0), (NOW - 10.0, 1.0, NOW - 3585.0)])];
         }), "PPPPPFP", vec!["1 clearnet leaks counted in the last hour over 1 series"]),
         ("no process start times", Box::new(|fake| {
             fake.leak_samples = vec![];
