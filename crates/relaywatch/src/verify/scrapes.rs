@@ -36,8 +36,8 @@ fn job(labels: &Labels) -> &str {
     labels.get("job").map_or("?", String::as_str)
 }
 
-/// 2. The relays' targets scrape without errors and under their sample limit in the last hour,
-/// and the project's rules are healthy.
+/// Criterion 2: the relays' targets scrape without errors and under their sample limit in the
+/// last hour, and the project's rules are healthy.
 pub fn check_scrapes(config: &Config, facts: &Facts) -> Verdict {
     let summary = "scrapes";
     let all_pods = || config.relays.iter().map(|relay| relay.name()).collect();

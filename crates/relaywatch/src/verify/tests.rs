@@ -61,6 +61,8 @@ fn labels(job: &str, pod: &str) -> serde_json::Value {
     json!({"job": job, "namespace": "gethrelay", "pod": pod})
 }
 
+/// A leak counter series: pod, instance, (time, value, process start; NaN for none).
+type LeakSeries = (&'static str, &'static str, Vec<(f64, f64, f64)>);
 /// Prometheus's (tor, clearnet, dashboard total) for one pod and attempt.
 type PeerReading = (Option<f64>, Option<f64>, Option<f64>);
 /// A case: its name, a change to the healthy fake, the expected outcome, words of the report.
@@ -85,8 +87,8 @@ struct Fake {
     /// Per pod and attempt: (tor, clearnet, dashboard total); `None` is "no series".
     prometheus_peers: BTreeMap<&'static str, Vec<PeerReading>>,
     leak_samples: Vec<(f64, f64)>,
-    /// More leak series: (pod, instance, (time, value, process start; NaN for none)).
-    more_leaks: Vec<(&'static str, &'static str, Vec<(f64, f64, f64)>)>,
+    /// More leak series, any pod.
+    more_leaks: Vec<LeakSeries>,
     /// Prometheus's own sample-limit counter, for every job it scrapes (not only the relays).
     prometheus_sample_limit_hits: f64,
     /// Most samples per scrape of each relay target in the last hour.
