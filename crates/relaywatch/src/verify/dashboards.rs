@@ -194,6 +194,18 @@ pub fn alert_names() -> Result<BTreeSet<String>, String> {
         .collect())
 }
 
+/// The group names of the embedded rule file: the project's rule groups in Prometheus.
+pub fn rule_groups() -> Result<BTreeSet<String>, String> {
+    let rules: Json = serde_norway::from_str(RULES)
+        .map_err(|error| format!("the embedded rule file is not YAML: {error}"))?;
+    Ok(rules["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|group| group["name"].as_str().map(str::to_string))
+        .collect())
+}
+
 /// The overview dashboard's per-pod peer count (gethrelay's `p2p_peers`), for criterion 7.
 pub fn peer_count_query(queries: &[Query]) -> Option<&Query> {
     queries.iter().find(|query| {

@@ -32,6 +32,14 @@ pub trait Sources {
             super::client::percent_encode(expr)
         ))
     }
+    /// An instant query evaluated at `time` (unix seconds), so that a range selector's window
+    /// is exactly `(time - range, time]` whatever this machine's clock says.
+    fn query_at(&self, expr: &str, time: f64) -> Result<String, String> {
+        self.prometheus(&format!(
+            "/api/v1/query?query={}&time={time:.3}",
+            super::client::percent_encode(expr)
+        ))
+    }
     /// Alertmanager's `/api/v2/status`.
     fn alertmanager_status(&self) -> Result<String, String>;
     /// One relay's admin_peers, decoded; the error names no peer.
@@ -146,16 +154,25 @@ pub struct QueryOutcome {
 pub struct Facts {
     pub up: Result<Vec<Sample>, String>,
     pub targets: Result<Vec<Target>, String>,
-    /// `increase(prometheus_target_scrapes_exceeded_sample_limit_total[1h])`.
-    pub sample_limit: Result<Vec<Sample>, String>,
+    /// Per relay target, `max_over_time(scrape_samples_post_metric_relabeling[1h])`.
+    pub samples_post_relabel: Result<Vec<Sample>, String>,
+    /// Per relay target, `max_over_time(scrape_sample_limit[1h])`: only with Prometheus's
+    /// `extra-scrape-metrics` feature, else empty.
+    pub sample_limits: Result<Vec<Sample>, String>,
     pub rules: Result<Vec<Rule>, String>,
     pub dashboards: Result<Vec<QueryOutcome>, String>,
     /// Per relay, in the configuration's order.
     pub peers: Vec<Vec<Attempt>>,
-    /// Raw samples of the only-onion leak counters over the last hour.
+    /// Raw samples of the only-onion leak counters over the last hour, in the relays' namespaces.
     pub leaks: Result<Vec<Series>, String>,
+    /// Raw samples of the same targets' `process_start_time_seconds`, to see restarts.
+    pub process_starts: Result<Vec<Series>, String>,
+    /// Prometheus's time of the leak queries (this machine's when Prometheus does not answer).
     pub now: f64,
+    /// The slowest scrape interval of the relays' targets (retries wait this long).
     pub scrape_interval: Duration,
+    /// The relays' relaywatch targets' scrape interval (the leak counter's sample spacing).
+    pub leak_scrape_interval: Duration,
     pub alerts: Result<Vec<Alert>, String>,
     pub receivers: Result<Vec<String>, String>,
 }
@@ -201,28 +218,41 @@ pub fn gather(config: &Config, sources: &dyn Sources) -> Facts {
                 && labels.get("pod") == Some(&relay.pod)
         })
     };
-    let scrape_interval = targets
-        .as_ref()
-        .ok()
-        .and_then(|targets| {
-            targets
-                .iter()
-                .filter(|target| ours(&target.labels))
-                .filter_map(|target| target.scrape_interval)
-                .max()
-        })
-        .unwrap_or(DEFAULT_SCRAPE_INTERVAL);
+    // The slowest job for retries (a comparison may read either job's series); the
+    // relaywatch job's own for the leak counter's samples.
+    let interval = |jobs: &[&str]| {
+        targets
+            .as_ref()
+            .ok()
+            .and_then(|targets| {
+                targets
+                    .iter()
+                    .filter(|target| ours(&target.labels))
+                    .filter(|target| {
+                        jobs.contains(&target.labels.get("job").map_or("", String::as_str))
+                    })
+                    .filter_map(|target| target.scrape_interval)
+                    .max()
+            })
+            .unwrap_or(DEFAULT_SCRAPE_INTERVAL)
+    };
+    let scrape_interval = interval(&["gethrelay", "relaywatch"]);
+    let leak_scrape_interval = interval(&["relaywatch"]);
+    let namespaces = dashboards::alternation(config.relays.iter().map(|r| r.namespace.as_str()));
+    let pods = dashboards::alternation(config.relays.iter().map(|r| r.pod.as_str()));
     let vector = |expr: &str| sources.query(expr).and_then(|body| api::vector(&body));
     let up = vector(r#"up{job=~"gethrelay|relaywatch"}"#);
-    let sample_limit = vector(
-        "sum by (job) (increase(prometheus_target_scrapes_exceeded_sample_limit_total[1h]))",
-    );
+    let relay_targets =
+        format!(r#"{{job=~"gethrelay|relaywatch", namespace=~"{namespaces}", pod=~"{pods}"}}"#);
+    let samples_post_relabel = vector(&format!(
+        "max_over_time(scrape_samples_post_metric_relabeling{relay_targets}[1h])"
+    ));
+    let sample_limits = vector(&format!(
+        "max_over_time(scrape_sample_limit{relay_targets}[1h])"
+    ));
     let rules = sources
         .prometheus("/api/v1/rules")
         .and_then(|body| api::rules(&body));
-
-    let namespaces = dashboards::alternation(config.relays.iter().map(|r| r.namespace.as_str()));
-    let pods = dashboards::alternation(config.relays.iter().map(|r| r.pod.as_str()));
     let queries = dashboards::queries();
     let dashboards = queries.as_ref().map_err(Clone::clone).map(|queries| {
         queries
@@ -254,10 +284,22 @@ pub fn gather(config: &Config, sources: &dyn Sources) -> Facts {
         attempts,
     );
 
-    let now = sources.now();
-    let leaks = sources
-        .query(r#"relaywatch_clearnet_leaks_total{job="relaywatch", mode="only-onion"}[1h]"#)
-        .and_then(|body| api::matrix(&body));
+    // Prometheus's clock, not this machine's: a window read with a skewed clock could miss the
+    // newest samples or take a young series for an old one.
+    let now = vector("time()")
+        .ok()
+        .and_then(|samples| samples.first().map(|sample| sample.value))
+        .unwrap_or_else(|| sources.now());
+    let matrix = |name: &str| {
+        let expr = format!(
+            r#"{name}{{job="relaywatch", mode="only-onion", namespace=~"{namespaces}"}}[1h]"#
+        );
+        sources
+            .query_at(&expr, now)
+            .and_then(|body| api::matrix(&body))
+    };
+    let leaks = matrix("relaywatch_clearnet_leaks_total");
+    let process_starts = matrix("process_start_time_seconds");
     let alerts = sources
         .prometheus("/api/v1/alerts")
         .and_then(|body| api::alerts(&body));
@@ -267,13 +309,16 @@ pub fn gather(config: &Config, sources: &dyn Sources) -> Facts {
     Facts {
         up,
         targets,
-        sample_limit,
+        samples_post_relabel,
+        sample_limits,
         rules,
         dashboards,
         peers,
         leaks,
+        process_starts,
         now,
         scrape_interval,
+        leak_scrape_interval,
         alerts,
         receivers,
     }

@@ -11,7 +11,10 @@ pub mod client;
 pub mod config;
 pub mod dashboards;
 pub mod gather;
+pub mod leaks;
+pub mod only_onion;
 pub mod peers;
+pub mod scrapes;
 pub mod verdict;
 
 #[cfg(test)]
@@ -36,10 +39,10 @@ pub const EXIT_USAGE: u8 = 2;
 pub fn evaluate(config: &Config, facts: &Facts) -> Vec<Verdict> {
     let mut verdicts = vec![
         checks::check_targets(config, facts),
-        checks::check_scrapes(config, facts),
+        scrapes::check_scrapes(config, facts),
         checks::check_dashboards(facts),
         peers::check_routes(config, facts),
-        peers::check_only_onion(config, facts),
+        only_onion::check_only_onion(config, facts),
         peers::check_peer_counts(config, facts),
     ];
     // A firing alert is explained only by another criterion's failure for the same pod.

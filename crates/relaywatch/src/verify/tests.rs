@@ -37,6 +37,18 @@ fn admin_reply(tor: usize, clearnet: usize, salt: usize) -> Result<String, Strin
     Ok(json!({"jsonrpc": "2.0", "id": 1, "result": entries}).to_string())
 }
 
+/// The only-onion relay's three Tor peers and one clearnet address without `inbound`: the
+/// classifier cannot tell its route's direction, so neither count holds it.
+fn unclassified_on_onion() -> String {
+    let mut reply: serde_json::Value =
+        serde_json::from_str(&admin_reply(3, 1, 0).unwrap()).unwrap();
+    reply["result"][3]["network"]
+        .as_object_mut()
+        .unwrap()
+        .remove("inbound");
+    reply.to_string()
+}
+
 fn vector(samples: &[(serde_json::Value, f64)]) -> String {
     let result: Vec<_> = samples
         .iter()
@@ -49,6 +61,8 @@ fn labels(job: &str, pod: &str) -> serde_json::Value {
     json!({"job": job, "namespace": "gethrelay", "pod": pod})
 }
 
+/// A leak counter series: pod, instance, (time, value, process start; NaN for none).
+type LeakSeries = (&'static str, &'static str, Vec<(f64, f64, f64)>);
 /// Prometheus's (tor, clearnet, dashboard total) for one pod and attempt.
 type PeerReading = (Option<f64>, Option<f64>, Option<f64>);
 /// A case: its name, a change to the healthy fake, the expected outcome, words of the report.
@@ -73,6 +87,14 @@ struct Fake {
     /// Per pod and attempt: (tor, clearnet, dashboard total); `None` is "no series".
     prometheus_peers: BTreeMap<&'static str, Vec<PeerReading>>,
     leak_samples: Vec<(f64, f64)>,
+    /// More leak series, any pod.
+    more_leaks: Vec<LeakSeries>,
+    /// Prometheus's own sample-limit counter, for every job it scrapes (not only the relays).
+    prometheus_sample_limit_hits: f64,
+    /// Most samples per scrape of each relay target in the last hour.
+    samples_per_scrape: f64,
+    /// A rule group that is not the project's, with an unhealthy rule.
+    foreign_rule_unhealthy: bool,
     /// Dashboard queries containing this return no data.
     empty: Option<&'static str>,
     reads: RefCell<BTreeMap<String, usize>>,
@@ -103,6 +125,10 @@ fn healthy() -> Fake {
             (ONION, vec![(Some(3.0), Some(0.0), Some(3.0))]),
         ]),
         leak_samples: vec![(NOW - 3590.0, 4.0), (NOW - 10.0, 4.0)],
+        more_leaks: Vec::new(),
+        prometheus_sample_limit_hits: 0.0,
+        samples_per_scrape: 60.0,
+        foreign_rule_unhealthy: false,
         empty: None,
         reads: RefCell::default(),
         asked: RefCell::default(),
@@ -145,7 +171,16 @@ impl Sources for Fake {
                     .filter(|name| Some(name.as_str()) != self.missing_rule)
                     .map(|name| json!({"type": "alerting", "name": name, "health": self.rule_health, "lastError": ""}))
                     .collect();
-                reply(json!({"groups": [{"name": "g", "rules": rules}]}))
+                let mut groups: Vec<_> = dashboards::rule_groups()
+                    .unwrap()
+                    .into_iter()
+                    .map(|name| json!({"name": name, "rules": []}))
+                    .collect();
+                groups[0]["rules"] = rules.into();
+                if self.foreign_rule_unhealthy {
+                    groups.push(json!({"name": "kubernetes-apps", "rules": [{"type": "alerting", "name": "KubePodCrashLooping", "health": "err", "lastError": "many-to-many matching not allowed"}]}));
+                }
+                reply(json!({"groups": groups}))
             }
             "/api/v1/alerts" => {
                 let alerts: Vec<_> = self
@@ -170,6 +205,10 @@ impl Sources for Fake {
         if let Some(body) = &self.broken {
             return Ok(body.clone());
         }
+        if expr == "time()" {
+            // Prometheus's clock; this machine's (`now`) is 10 minutes ahead.
+            return Ok(json!({"status": "success", "data": {"resultType": "scalar", "result": [NOW, NOW.to_string()]}}).to_string());
+        }
         if expr.starts_with("up{") {
             let samples: Vec<_> = self
                 .up
@@ -179,21 +218,56 @@ impl Sources for Fake {
             return Ok(vector(&samples));
         }
         if expr.contains("prometheus_target_scrapes_exceeded_sample_limit_total") {
-            return Ok(vector(&[(json!({"job": "prometheus"}), 0.0)]));
+            let hits = self.prometheus_sample_limit_hits;
+            return Ok(vector(&[
+                (json!({"job": "prometheus"}), 0.0),
+                (json!({"job": "kube-state-metrics"}), hits),
+            ]));
         }
-        if expr.starts_with("relaywatch_clearnet_leaks_total") {
-            if self.leak_samples.is_empty() {
-                return Ok(
-                    json!({"status": "success", "data": {"resultType": "matrix", "result": []}})
-                        .to_string(),
-                );
-            }
-            let values: Vec<_> = self
-                .leak_samples
+        if expr.starts_with("max_over_time(scrape_samples_post_metric_relabeling") {
+            let samples: Vec<_> = self
+                .up
                 .iter()
-                .map(|(t, v)| json!([t, v.to_string()]))
+                .map(|(job, pod, _)| (labels(job, pod), self.samples_per_scrape))
                 .collect();
-            return Ok(json!({"status": "success", "data": {"resultType": "matrix", "result": [{"metric": labels("relaywatch", ONION), "values": values}]}}).to_string());
+            return Ok(vector(&samples));
+        }
+        if expr.starts_with("max_over_time(scrape_sample_limit") {
+            return Ok(vector(&[]));
+        }
+        let leaks = expr.starts_with("relaywatch_clearnet_leaks_total");
+        if leaks || expr.starts_with("process_start_time_seconds") {
+            // The healthy series: one process, started long before the window.
+            let mut all = vec![(
+                ONION,
+                "10.0.0.1:9476",
+                self.leak_samples
+                    .iter()
+                    .map(|(t, v)| (*t, *v, 1.0))
+                    .collect::<Vec<_>>(),
+            )];
+            all.extend(self.more_leaks.iter().cloned());
+            let result: Vec<_> = all
+                .into_iter()
+                .filter(|series| !series.2.is_empty())
+                .map(|(pod, instance, samples)| {
+                    let mut metric = labels("relaywatch", pod);
+                    metric["instance"] = instance.into();
+                    metric["mode"] = "only-onion".into();
+                    let values: Vec<_> = samples
+                        .iter()
+                        .filter(|s| leaks || !s.2.is_nan())
+                        .map(|(t, v, start)| {
+                            json!([t, (if leaks { v } else { start }).to_string()])
+                        })
+                        .collect();
+                    json!({"metric": metric, "values": values})
+                })
+                .collect();
+            return Ok(
+                json!({"status": "success", "data": {"resultType": "matrix", "result": result}})
+                    .to_string(),
+            );
         }
         if let Some(pod) = Self::pod_in(expr) {
             let which = if expr.starts_with("sum(p2p_peers_tor") {
@@ -216,6 +290,16 @@ impl Sources for Fake {
         Ok(vector(&[(json!({"pod": CLEARNET}), 1.0)]))
     }
 
+    fn query_at(&self, expr: &str, time: f64) -> Result<String, String> {
+        if self.broken.is_none() {
+            assert_eq!(
+                time, NOW,
+                "{expr}: a window is evaluated at Prometheus's time"
+            );
+        }
+        self.query(expr)
+    }
+
     fn alertmanager_status(&self) -> Result<String, String> {
         self.alertmanager.clone()
     }
@@ -230,7 +314,7 @@ impl Sources for Fake {
     }
 
     fn now(&self) -> f64 {
-        NOW
+        NOW + 600.0
     }
 
     fn sleep(&self, _: Duration) {
@@ -271,7 +355,7 @@ fn criteria_table() {
         ("unexplained alert", Box::new(|fake| fake.alerts.push(("GethRelayNoTorPeers", CLEARNET))), "PPPPFPP", vec!["firing GethRelayNoTorPeers (gethrelay/gethrelay-clearnet-0): not explained"]),
         ("pod-less project alert", Box::new(|fake| fake.alerts.push(("GethRelayFleetBelowExpected", ""))), "PPPPFPP", vec!["GethRelayFleetBelowExpected (no pod): not explained"]),
         ("foreign alert", Box::new(|fake| fake.alerts.push(("KubeSchedulerDown", ""))), "PPPPPPP", vec!["KubeSchedulerDown (no pod): not a gethrelay alert"]),
-        ("scrape error", Box::new(|fake| fake.target_error = "sample limit exceeded"), "PFPPPPP", vec!["last scrape failed: sample limit exceeded"]),
+        ("scrape error", Box::new(|fake| fake.target_error = "sample limit exceeded"), "PFPPPPP", vec!["last scrape over the sample limit: sample limit exceeded"]),
         ("unhealthy rules", Box::new(|fake| fake.rule_health = "err"), "PFPPPPP", vec!["health \"err\""]),
         ("project alert not loaded", Box::new(|fake| fake.missing_rule = Some("GethRelayClearnetLeak")), "PPPPFPP", vec!["project alerts not loaded: GethRelayClearnetLeak"]),
         ("no email receiver", Box::new(|fake| fake.alertmanager = Ok(json!({"config": {"original": "receivers:\n- name: slack\n"}}).to_string())), "PPPPFPP", vec!["lacks receivers email"]),
@@ -289,6 +373,51 @@ fn criteria_table() {
         ("leak in the last hour", Box::new(|fake| fake.leak_samples = vec![(NOW - 3590.0, 4.0), (NOW - 10.0, 5.0)]), "PPPPPFP", vec!["1 clearnet leaks counted in the last hour"]),
         ("young leak series", Box::new(|fake| fake.leak_samples = vec![(NOW - 60.0, 0.0), (NOW - 10.0, 0.0)]), "PPPPPPP", vec!["leaks in 1h: 0"]),
         ("no leak series", Box::new(|fake| fake.leak_samples = vec![]), "PPPPPFP", vec!["no relaywatch_clearnet_leaks_total{mode=\"only-onion\"} series"]),
+        // The old pod (10.0.0.1) leaked and was recreated (new IP, new series listed first).
+        ("recreated pod leaked", Box::new(|fake| {
+            fake.leak_samples = vec![];
+            fake.more_leaks = vec![
+                (ONION, "10.0.0.2:9476", vec![(NOW - 60.0, 0.0, NOW - 70.0), (NOW - 10.0, 0.0, NOW - 70.0)]),
+                (ONION, "10.0.0.1:9476", vec![(NOW - 3590.0, 0.0, 1.0), (NOW - 600.0, 1.0, 1.0)]),
+            ];
+        }), "PPPPPFP", vec!["1 clearnet leaks counted in the last hour over 2 series"]),
+        // The old process counted 1; the restarted one counted a leak before its first scrape.
+        ("restart hides a leak behind an equal count", Box::new(|fake| {
+            fake.leak_samples = vec![];
+            fake.more_leaks = vec![(ONION, "10.0.0.1:9476", vec![(NOW - 3590.0, 1.0, 1.0), (NOW - 1800.0, 1.0, 1.0), (NOW - 10.0, 1.0, NOW - 20.0)])];
+        }), "PPPPPFP", vec!["1 clearnet leaks counted in the last hour over 1 series"]),
+        // A process started 15 s into the window and counted a leak before its first scrape;
+        // judged by this machine's clock (10 minutes ahead) the series would look old.
+        ("young process leaked before its first scrape", Box::new(|fake| {
+            fake.leak_samples = vec![];
+            fake.more_leaks = vec![(ONION, "10.0.0.1:9476", vec![(NOW - 3580.0, 1.0, NOW - 3585.0), (NOW - 10.0, 1.0, NOW - 3585.0)])];
+        }), "PPPPPFP", vec!["1 clearnet leaks counted in the last hour over 1 series"]),
+        ("no process start times", Box::new(|fake| {
+            fake.leak_samples = vec![];
+            fake.more_leaks = vec![(ONION, "10.0.0.1:9476", vec![(NOW - 3590.0, 1.0, f64::NAN), (NOW - 10.0, 1.0, f64::NAN)])];
+        }), "PPPPPFP", vec!["an upper bound: 1 samples without a process_start_time_seconds"]),
+        ("only-onion pod not listed", Box::new(|fake| {
+            fake.more_leaks = vec![("gethrelay-only-onion-1", "10.0.0.3:9476", vec![(NOW - 3590.0, 0.0, 1.0), (NOW - 10.0, 0.0, 1.0)])];
+        }), "PPPPPFP", vec!["gethrelay/gethrelay-only-onion-1: an only-onion pod in Prometheus that the configuration does not list"]),
+        ("gone only-onion pod, not listed, leaked", Box::new(|fake| {
+            fake.more_leaks = vec![("gethrelay-only-onion-1", "10.0.0.3:9476", vec![(NOW - 3590.0, 0.0, 1.0), (NOW - 1800.0, 1.0, 1.0)])];
+        }), "PPPPPFP", vec!["gethrelay/gethrelay-only-onion-1: an only-onion pod gone from Prometheus (not listed), 1 clearnet leaks"]),
+        ("gone only-onion pod, not listed, clean", Box::new(|fake| {
+            fake.more_leaks = vec![("gethrelay-only-onion-1", "10.0.0.3:9476", vec![(NOW - 3590.0, 0.0, 1.0), (NOW - 1800.0, 0.0, 1.0)])];
+        }), "PPPPPPP", vec!["gethrelay-only-onion-1: an only-onion pod gone from Prometheus, not listed, no leak in 1h, not judged"]),
+        ("only-onion pod listed as clearnet", Box::new(|fake| {
+            fake.more_leaks = vec![(CLEARNET, "10.0.0.4:9476", vec![(NOW - 3590.0, 0.0, 1.0), (NOW - 10.0, 0.0, 1.0)])];
+        }), "PPPPPFP", vec!["gethrelay/gethrelay-clearnet-0: listed as clearnet but its relaywatch target has mode=\"only-onion\""]),
+        ("peer without a direction on only-onion", Box::new(|fake| {
+            fake.admin.insert(ONION, vec![Ok(unclassified_on_onion())]);
+            fake.prometheus_peers.insert(ONION, vec![(Some(3.0), Some(0.0), Some(4.0))]);
+        }), "PPPPPFP", vec!["admin_peers lists 1 peers that cannot be classified as Tor"]),
+        ("shared stack: other jobs over their limit, other rules unhealthy", Box::new(|fake| {
+            fake.prometheus_sample_limit_hits = 3.0;
+            fake.foreign_rule_unhealthy = true;
+        }), "PPPPPPP", vec!["rule KubePodCrashLooping (group kubernetes-apps): health \"err\"", "not a project rule group, not judged", "15 of 15 rules of the project's groups healthy"]),
+        ("relay over its sample limit in the last hour", Box::new(|fake| fake.samples_per_scrape = 2000.0), "PFPPPPP", vec!["up to 2000 samples per scrape in the last hour, at or over its sample limit 2000 (the deploy bundle's, assumed)"]),
+        ("duplicate targets, one down", Box::new(|fake| fake.up.push(("gethrelay", CLEARNET, 0.0))), "FPPPPPP", vec!["gethrelay/gethrelay-clearnet-0: 1 of 2 job=\"gethrelay\" targets down", "gethrelay-clearnet-0: targets 2 gethrelay, 1 relaywatch"]),
         ("prometheus not JSON", Box::new(|fake| fake.broken = Some("<html>502 Bad Gateway</html>".into())), "FFFFFFF", vec!["not a Prometheus API reply (not JSON", "gethrelay-only-onion-0: no match in 1 attempt;", "65 queries failed: not a Prometheus API reply"]),
         ("prometheus errors", Box::new(|fake| fake.broken = Some(r#"{"status":"error","errorType":"timeout","error":"query timed out"}"#.into())), "FFFFFFF", vec!["timeout: query timed out"]),
     ];
