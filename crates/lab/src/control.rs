@@ -165,8 +165,10 @@ fn read_request(stream: &TcpStream, token: &str) -> Result<(Action, String)> {
     let mut reader = BufReader::new(stream.take(16 * 1024));
     let mut line = String::new();
     reader.read_line(&mut line)?;
-    let request = parse_request_line(&line)?;
     let mut authorized = false;
+    let mut from_a_page = false;
+    // Every header is read before answering: closing with unread bytes would reset the
+    // connection, and the client might never see why it was refused.
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
@@ -176,12 +178,12 @@ fn read_request(stream: &TcpStream, token: &str) -> Result<(Action, String)> {
             continue;
         };
         let name = name.trim().to_ascii_lowercase();
-        if name == "origin" {
-            bail!("requests from web pages (with an Origin header) are refused");
-        }
-        if name == TOKEN_HEADER && value.trim() == token {
-            authorized = true;
-        }
+        from_a_page |= name == "origin";
+        authorized |= name == TOKEN_HEADER && value.trim() == token;
+    }
+    let request = parse_request_line(&line)?;
+    if from_a_page {
+        bail!("requests from web pages (with an Origin header) are refused");
     }
     if !authorized {
         bail!("missing or wrong {TOKEN_HEADER} header (the token is in the lab's lab.json)");
@@ -286,11 +288,10 @@ mod tests {
             "{error:#}"
         );
         let mut page = TcpStream::connect(server.addr).unwrap();
-        write!(
-            page,
+        let request = format!(
             "POST /stop-tor/x HTTP/1.1\r\nOrigin: http://evil.example\r\n{TOKEN_HEADER}: {token}\r\n\r\n"
-        )
-        .unwrap();
+        );
+        page.write_all(request.as_bytes()).unwrap();
         let mut answer = String::new();
         let _ = page.read_to_string(&mut answer);
         assert!(
