@@ -1,7 +1,8 @@
 //! The whole system on one machine, as `cargo xtask lab` runs it but reduced (one relay per
 //! mode plus the public nodes they need): `relaywatch verify` passes on the healthy lab, fails
 //! on criterion 1 naming the pod whose exporter is stopped, and the `clearnet-leak` and
-//! `relay-down` drills notify the right sinks and resolve. One lab for the whole binary.
+//! `relay-down` drills notify the right sinks and resolve; the ServiceMonitor's metric
+//! relabelings drop gethrelay's dead families. One lab for the whole binary.
 
 use std::path::Path;
 use std::process::Command;
@@ -127,6 +128,39 @@ fn whole_system_verify_and_drills() {
         "{out}"
     );
     assert!(!out.lines().any(|l| l.starts_with("FAIL")), "{out}");
+
+    // The ServiceMonitor's metricRelabelings reach Prometheus: gethrelay's always-zero families
+    // are dropped at scrape, its live ones kept (verify's criterion 3 ran every dashboard query).
+    let names: Vec<String> = stack
+        .prometheus
+        .query(r#"count by (__name__) ({job="gethrelay"})"#)
+        .unwrap()
+        .iter()
+        .filter_map(|series| series["metric"]["__name__"].as_str().map(str::to_string))
+        .collect();
+    for dead in [
+        "p2p_ingress",
+        "p2p_egress",
+        "rpc_requests",
+        "p2p_dials_error_useless",
+    ] {
+        assert!(
+            !names.iter().any(|n| n == dead),
+            "{dead} should be dropped by metricRelabelings: {names:?}"
+        );
+    }
+    for live in [
+        "p2p_peers",
+        "p2p_dials",
+        "p2p_dials_success",
+        "p2p_serves",
+        "p2p_serves_success",
+    ] {
+        assert!(
+            names.iter().any(|n| n == live),
+            "{live} missing from the gethrelay scrape: {names:?}"
+        );
+    }
 
     // 2. One exporter stopped: criterion 1 fails and names its pod.
     let pod = stack

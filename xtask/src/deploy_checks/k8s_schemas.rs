@@ -15,8 +15,11 @@ const PACKAGE: &str = "kubernetes-validate==1.37.0";
 /// The Kubernetes version whose schemas are used.
 const KUBERNETES_VERSION: &str = "1.37.0";
 
-/// The venv's `kubernetes-validate`, created on first use.
+/// The venv's `kubernetes-validate`, created on first use. Tests run in parallel and several
+/// want it: one creates it while the others wait (two creating one venv saw it half made).
 pub fn validator() -> Result<PathBuf> {
+    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = CREATING.lock().unwrap_or_else(|poison| poison.into_inner());
     let venv = super::root().join("target/kubernetes-validate-venv");
     let program = venv.join("bin/kubernetes-validate");
     if program.is_file() {

@@ -10,7 +10,6 @@ pub mod dashboards;
 pub mod fleet;
 pub mod k8s_schemas;
 pub mod kustomize;
-pub mod live;
 pub mod promql;
 pub mod rules;
 pub mod schema;
