@@ -12,10 +12,7 @@ use lab::monitoring::stack::{start_prometheus, Alerting};
 use lab::monitoring::{binaries_available_or_skip, scale_duration};
 use serde_json::{json, Value};
 
-/// RFC 3339 timestamps for Alertmanager's API, without a date crate.
-#[path = "monitoring/clock.rs"]
-mod clock;
-use clock::{rfc3339, unix_ms};
+use lab::monitoring::alertmanager::{rfc3339, unix_ms};
 
 /// The drills' speed-up: production timers divided by 20.
 const TIME_SCALE: f64 = 20.0;

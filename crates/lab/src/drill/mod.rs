@@ -133,22 +133,15 @@ pub fn run(file: &LabFile, scenario: Scenario, out: &mut dyn FnMut(&str)) -> Res
         patience,
         &mut || active.tick(file),
     );
-    for (sink, at) in &fired.arrived {
-        let secs = at.duration_since(injected).as_secs_f64();
-        out(&format!(
-            "  {sink}: {} firing after {secs:.1} s",
-            plan.alert
-        ));
-        report.fired.push((sink.clone(), secs));
-    }
-    for sink in &fired.missing {
-        report.failures.push(format!(
-            "no firing {} for {} at {sink} within {:.0} s",
-            plan.alert,
-            plan.pod,
-            patience.as_secs_f64()
-        ));
-    }
+    report.fired = record(
+        &fired,
+        injected,
+        "firing",
+        &plan,
+        patience,
+        &mut report.failures,
+        out,
+    );
     let hold = scenario.hold(file.time_scale);
     if !hold.is_zero() && !interrupted() {
         out(&format!(
@@ -185,22 +178,15 @@ pub fn run(file: &LabFile, scenario: Scenario, out: &mut dyn FnMut(&str)) -> Res
         patience,
         &mut || Ok(()),
     );
-    for (sink, at) in &resolved.arrived {
-        let secs = at.duration_since(cleared).as_secs_f64();
-        out(&format!(
-            "  {sink}: {} resolved after {secs:.1} s",
-            plan.alert
-        ));
-        report.resolved.push((sink.clone(), secs));
-    }
-    for sink in &resolved.missing {
-        report.failures.push(format!(
-            "no resolved {} for {} at {sink} within {:.0} s",
-            plan.alert,
-            plan.pod,
-            patience.as_secs_f64()
-        ));
-    }
+    report.resolved = record(
+        &resolved,
+        cleared,
+        "resolved",
+        &plan,
+        patience,
+        &mut report.failures,
+        out,
+    );
     // The routing's negative half: a warning must never have reached e-mail.
     let after = Seen::now(file)?;
     for sink in must_not {
@@ -222,6 +208,36 @@ pub fn run(file: &LabFile, scenario: Scenario, out: &mut dyn FnMut(&str)) -> Res
         report.failures.push("interrupted".into());
     }
     Ok(finish(report, out, Some(injected)))
+}
+
+/// Prints and returns (sink, seconds since `since`) of what arrived; each missing sink is a failure.
+fn record(
+    waited: &wait::Waited,
+    since: Instant,
+    status: &str,
+    plan: &scenarios::Plan,
+    patience: Duration,
+    failures: &mut Vec<String>,
+    out: &mut dyn FnMut(&str),
+) -> Vec<(String, f64)> {
+    let mut times = Vec::new();
+    for (sink, at) in &waited.arrived {
+        let secs = at.duration_since(since).as_secs_f64();
+        out(&format!(
+            "  {sink}: {} {status} after {secs:.1} s",
+            plan.alert
+        ));
+        times.push((sink.clone(), secs));
+    }
+    for sink in &waited.missing {
+        failures.push(format!(
+            "no {status} {} for {} at {sink} within {:.0} s",
+            plan.alert,
+            plan.pod,
+            patience.as_secs_f64()
+        ));
+    }
+    times
 }
 
 fn finish(report: Report, out: &mut dyn FnMut(&str), injected: Option<Instant>) -> Report {

@@ -23,13 +23,7 @@ pub struct HttpSources {
 
 impl HttpSources {
     pub fn new(config: &Config) -> HttpSources {
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(TIMEOUT))
-            .http_status_as_error(false)
-            .proxy(None)
-            .max_redirects(0)
-            .build()
-            .into();
+        let agent = crate::sources::relay::direct_agent(TIMEOUT);
         HttpSources {
             prometheus: config.prometheus.clone(),
             alertmanager: config.alertmanager.clone(),

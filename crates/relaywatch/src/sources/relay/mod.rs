@@ -70,6 +70,19 @@ fn zone_index(name: &str) -> Option<u32> {
     (index != 0).then_some(index)
 }
 
+/// An HTTP client that goes straight to the address it is given: never an environment proxy
+/// (HTTP_PROXY, http_proxy, ALL_PROXY; the admin API is the pod's own loopback, and a proxy
+/// would receive admin_removePeer calls), never a redirect. `verify` uses it too.
+pub fn direct_agent(timeout: std::time::Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .proxy(None)
+        .max_redirects(0)
+        .build()
+        .into()
+}
+
 /// A blocking JSON-RPC client for the admin endpoint.
 pub struct RelayClient {
     url: String,
@@ -78,15 +91,7 @@ pub struct RelayClient {
 
 impl RelayClient {
     pub fn new(url: &str) -> RelayClient {
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(TIMEOUT))
-            .http_status_as_error(false)
-            // Never an environment proxy (HTTP_PROXY, http_proxy, ALL_PROXY): the admin API
-            // is the pod's own loopback, and a proxy would receive admin_removePeer calls.
-            .proxy(None)
-            .max_redirects(0)
-            .build()
-            .into();
+        let agent = direct_agent(TIMEOUT);
         RelayClient {
             url: url.to_string(),
             agent,
