@@ -96,7 +96,9 @@ pub fn enode_names_onion(enode: &str) -> bool {
         .rsplit_once('@')
         .map(|(_, host_port)| {
             let host = host_port.split([':', '?', '/']).next().unwrap_or_default();
-            host.to_ascii_lowercase().ends_with(".onion")
+            // Case-insensitive without allocating: this runs for every clearnet peer every poll.
+            let suffix = host.len().checked_sub(".onion".len());
+            suffix.is_some_and(|at| host.as_bytes()[at..].eq_ignore_ascii_case(b".onion"))
         })
         .unwrap_or(false)
 }

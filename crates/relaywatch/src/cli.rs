@@ -107,9 +107,15 @@ pub struct ExporterArgs {
     #[arg(long, env = "RELAYWATCH_LISTEN", default_value = "0.0.0.0:9476")]
     pub listen: SocketAddr,
 
-    /// How often the relay and the kernel are polled, e.g. `500ms`, `2s` (100ms to 1h).
+    /// How often admin_peers is polled (peer gauges, leak guard), e.g. `500ms`, `2s` (100ms to 1h).
     #[arg(long, env = "RELAYWATCH_POLL_INTERVAL", default_value = "1s", value_parser = parse_poll_interval)]
     pub poll_interval: Duration,
+
+    /// How often the kernel's socket counters are read (byte counters), at the first poll after
+    /// this long; at most every poll. Closed sockets are counted from their destroy events
+    /// whenever they close. 5s is the bundle's scrape interval: fresher bytes are never seen.
+    #[arg(long, env = "RELAYWATCH_SOCKETS_INTERVAL", default_value = "5s", value_parser = parse_poll_interval)]
+    pub sockets_interval: Duration,
 
     /// Log level; peer addresses appear only at `debug`.
     #[arg(long, env = "RELAYWATCH_LOG_LEVEL", value_enum, default_value = "info")]

@@ -69,6 +69,8 @@ pub struct Exporter {
     enforce: bool,
     tor: TorEndpoints,
     interval: Duration,
+    /// How often the socket counters are dumped (every poll if this is not longer).
+    sockets_interval: Duration,
     relay: RelayClient,
     traffic: Mutex<Traffic>,
     guard: Mutex<LeakGuard>,
@@ -102,6 +104,7 @@ impl Exporter {
             enforce: args.enforce && args.mode == Mode::OnlyOnion,
             tor: args.tor_endpoints(),
             interval: args.poll_interval,
+            sockets_interval: args.sockets_interval,
             relay: RelayClient::new(&args.relay_admin_url),
             traffic: Mutex::new(Traffic::default()),
             guard: Mutex::new(LeakGuard::default()),

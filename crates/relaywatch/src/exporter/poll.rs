@@ -25,15 +25,27 @@ fn conn_key(peer: &Peer) -> ConnKey {
     (peer.local.unwrap_or(unknown), peer.remote)
 }
 
+/// What the poller keeps from one poll to the next: the connections it holds open, and buffers
+/// that would otherwise be allocated afresh every poll (at 1,000 peers, a 0.5 MB reply and maps
+/// of a thousand sockets: faulting in their pages cost more CPU than using them).
+#[derive(Default)]
+struct Scratch {
+    body: Vec<u8>,
+    diag: Option<SockDiag>,
+    dump: sockets::DumpBuffers,
+    /// When the socket counters were last dumped (see `--sockets-interval`).
+    last_dump: Option<Instant>,
+}
+
 impl Exporter {
     pub(super) fn poll_loop(&self, heartbeat: &super::workers::Heartbeat) {
-        let mut diag: Option<SockDiag> = None;
+        let mut scratch = Scratch::default();
         let mut backoff = self.interval;
         let mut last_error: Option<&'static str> = None;
         loop {
             heartbeat.beat();
             let started = Instant::now();
-            let relay = self.poll_once(&mut diag);
+            let relay = self.poll_once(&mut scratch);
             self.ready.store(true, std::sync::atomic::Ordering::Relaxed);
             // Say it once per kind of failure; every failure is in relaywatch_source_up.
             match &relay {
@@ -66,25 +78,29 @@ impl Exporter {
 
     /// One poll: admin_peers, a socket dump, leak detection (removal is queued, never awaited).
     /// `relaywatch_source_poll_duration_seconds{source="relay"}` covers the whole cycle.
-    fn poll_once(&self, diag: &mut Option<SockDiag>) -> Result<(), RelayError> {
+    fn poll_once(&self, scratch: &mut Scratch) -> Result<(), RelayError> {
         let started = Instant::now();
-        let list = self.relay.peers();
-        let list = match list {
-            Ok(list) => Some(list),
+        let Scratch {
+            body,
+            diag,
+            dump,
+            last_dump,
+        } = scratch;
+        let list = match self.relay.peers_into(body) {
+            Ok(list) => list,
             Err(error) => {
                 self.published().peers = None;
-                self.poll_sockets(diag, None);
+                self.poll_sockets(diag, dump, last_dump, None);
                 self.record(Source::Relay, false, started.elapsed());
                 return Err(error);
             }
         };
-        let list = list.unwrap_or_default();
         let classified: Vec<(&Peer, Option<Route>)> = list
             .peers
             .iter()
             .map(|peer| (peer, classify_maybe(peer.direction, peer.remote, &self.tor)))
             .collect();
-        self.poll_sockets(diag, Some(&classified));
+        self.poll_sockets(diag, dump, last_dump, Some(&classified));
         self.publish_peers(&list, &classified);
         if self.mode == Mode::OnlyOnion {
             self.detect_leaks(&classified);
@@ -93,8 +109,18 @@ impl Exporter {
         Ok(())
     }
 
-    /// Dumps the sockets and applies the dump to the traffic state, under one lock (see mod.rs).
-    fn poll_sockets(&self, diag: &mut Option<SockDiag>, peers: Option<&[(&Peer, Option<Route>)]>) {
+    /// Follows this poll's peers in the traffic state and the kernel-side filters and, when
+    /// `--sockets-interval` has passed, dumps the sockets and applies the dump, under one lock
+    /// (see mod.rs). The dump is most of a poll's cost (the kernel walks its whole socket hash
+    /// table: 2–3 ms here however few sockets match), and counters fresher than a scrape are
+    /// never seen, so it is not taken at every poll.
+    fn poll_sockets(
+        &self,
+        diag: &mut Option<SockDiag>,
+        buffers: &mut sockets::DumpBuffers,
+        last_dump: &mut Option<Instant>,
+        peers: Option<&[(&Peer, Option<Route>)]>,
+    ) {
         let keyed: Vec<(ConnKey, Route)> = peers
             .unwrap_or_default()
             .iter()
@@ -122,11 +148,21 @@ impl Exporter {
             .iter()
             .filter_map(|(peer, _)| Some(((peer.local?, peer.remote), peer.direction?)));
         let filter = self.relay_ports.update(peer_ports, traffic.followed());
+        // Half a poll of slack, or a poll that comes a moment early would wait a whole interval.
+        let due =
+            last_dump.is_none_or(|at| at.elapsed() + self.interval / 2 >= self.sockets_interval);
+        if !due {
+            if peers.is_some() {
+                traffic.observe_poll(&keyed, None, Instant::now());
+            }
+            return;
+        }
+        *last_dump = Some(started);
         let dump = match diag
             .as_mut()
-            .map(|diag| sockets::dump_filtered(diag, &filter))
+            .map(|diag| sockets::dump_filtered_into(diag, &filter, buffers))
         {
-            Some(Ok(dump)) => Some(dump),
+            Some(Ok(())) => Some(&buffers.samples),
             Some(Err(error)) => {
                 // Once per outage; every failed poll shows in relaywatch_source_up.
                 if was_up != Some(false) {
@@ -137,8 +173,8 @@ impl Exporter {
             }
             None => None,
         };
-        if let (Some(_), Some(dump)) = (peers, &dump) {
-            traffic.observe_poll(&keyed, dump, Instant::now());
+        if let (Some(_), Some(dump)) = (peers, dump) {
+            traffic.observe_poll(&keyed, Some(dump), Instant::now());
             self.published().traffic = traffic.totals();
         }
         let duration = started.elapsed();

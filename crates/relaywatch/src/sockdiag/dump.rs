@@ -46,29 +46,57 @@ impl SockDiag {
     /// [`filter::compile_bytecode`]), selected by the kernel: the others cost it a few
     /// comparisons each instead of a message with tcp_info that we would parse and throw away.
     pub fn dump_filtered(&mut self, filter: &PortFilter) -> io::Result<Vec<TcpSocket>> {
-        self.dump_with(Some(&filter::compile_bytecode(filter)))
+        let mut sockets = Vec::new();
+        self.dump_filtered_into(filter, &mut sockets)?;
+        Ok(sockets)
+    }
+
+    /// [`Self::dump_filtered`] into `sockets` (cleared first), so that a poller can keep one
+    /// vector: a fresh one per poll cost more in page faults than the parsing.
+    pub fn dump_filtered_into(
+        &mut self,
+        filter: &PortFilter,
+        sockets: &mut Vec<TcpSocket>,
+    ) -> io::Result<()> {
+        sockets.clear();
+        self.dump_into(Some(&filter::compile_bytecode(filter)), sockets)
     }
 
     /// A dump with a raw filter program (tests hand the kernel broken ones).
     pub(super) fn dump_with(&mut self, bytecode: Option<&[u8]>) -> io::Result<Vec<TcpSocket>> {
+        let mut sockets = Vec::new();
+        self.dump_into(bytecode, &mut sockets)?;
+        Ok(sockets)
+    }
+
+    fn dump_into(
+        &mut self,
+        bytecode: Option<&[u8]>,
+        sockets: &mut Vec<TcpSocket>,
+    ) -> io::Result<()> {
         if self.one_walk {
             self.seq = self.seq.wrapping_add(1);
             let request = wire::encode_dump_request_both_families(self.seq, bytecode);
-            match self.run(&[request]) {
+            match self.run(&[request], sockets) {
                 // EINVAL is also a refused program: keep one walk unless two requests work.
                 Err(error) if refused(&error) => {
-                    let sockets = self.dump_per_family(bytecode)?;
+                    sockets.clear();
+                    self.dump_per_family(bytecode, sockets)?;
                     self.one_walk = false;
-                    return Ok(sockets);
+                    return Ok(());
                 }
                 result => return result,
             }
         }
-        self.dump_per_family(bytecode)
+        self.dump_per_family(bytecode, sockets)
     }
 
     /// One request per address family: what a kernel without `TCPDIAG_GETSOCK` needs.
-    fn dump_per_family(&mut self, bytecode: Option<&[u8]>) -> io::Result<Vec<TcpSocket>> {
+    fn dump_per_family(
+        &mut self,
+        bytecode: Option<&[u8]>,
+        sockets: &mut Vec<TcpSocket>,
+    ) -> io::Result<()> {
         let requests: Vec<Vec<u8>> = [libc::AF_INET as u8, libc::AF_INET6 as u8]
             .into_iter()
             .map(|family| {
@@ -81,23 +109,22 @@ impl SockDiag {
                 }
             })
             .collect();
-        self.run(&requests)
+        self.run(&requests, sockets)
     }
 
-    /// Sends the requests one after another and collects every socket of their replies.
-    fn run(&mut self, requests: &[Vec<u8>]) -> io::Result<Vec<TcpSocket>> {
+    /// Sends the requests one after another and appends every socket of their replies.
+    fn run(&mut self, requests: &[Vec<u8>], sockets: &mut Vec<TcpSocket>) -> io::Result<()> {
         let socket = match self.socket.take() {
             Some(socket) => socket,
             None => open_socket()?,
         };
-        let mut sockets = Vec::new();
         for request in requests {
             // The sequence number is in the request, bytes 8..12.
             let seq = u32::from_ne_bytes([request[8], request[9], request[10], request[11]]);
-            dump_one(&socket, &mut self.buf, request, seq, &mut sockets)?;
+            dump_one(&socket, &mut self.buf, request, seq, sockets)?;
         }
         self.socket = Some(socket);
-        Ok(sockets)
+        Ok(())
     }
 
     /// Whether the last dumps asked for both families in one request.

@@ -42,7 +42,7 @@
 //! that window short. `tests::a_peer_that_connects_and_closes_between_two_polls_is_counted`
 //! shows the cases the fixed ports close.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,7 +50,7 @@ use std::sync::Mutex;
 
 use crate::classify::Direction;
 use crate::sockdiag::{DestroyFilter, PortFilter, SockDiag, TcpSocket};
-use crate::traffic::{ConnKey, SocketSample};
+use crate::traffic::{ConnKey, ConnMap, SocketSample};
 
 /// Payload counters of one socket; `None` when the kernel gave no tcp_info for it.
 pub fn sample(socket: &TcpSocket) -> Option<SocketSample> {
@@ -64,24 +64,51 @@ pub fn sample(socket: &TcpSocket) -> Option<SocketSample> {
 }
 
 /// Dumps every TCP socket of the network namespace, keyed by (local, remote).
-pub fn dump(diag: &mut SockDiag) -> io::Result<HashMap<ConnKey, SocketSample>> {
-    Ok(keyed(diag.dump()?))
+pub fn dump(diag: &mut SockDiag) -> io::Result<ConnMap<SocketSample>> {
+    let mut samples = ConnMap::default();
+    keyed(&diag.dump()?, &mut samples);
+    Ok(samples)
+}
+
+/// What a poller keeps from one dump to the next, so that a dump allocates nothing once the
+/// buffers have grown to the relay's peer count.
+#[derive(Default)]
+pub struct DumpBuffers {
+    sockets: Vec<TcpSocket>,
+    /// The last dump's samples, keyed by (local, remote).
+    pub samples: ConnMap<SocketSample>,
 }
 
 /// Dumps the sockets `filter` selects (see [`RelayPorts::update`]), keyed by (local, remote).
 pub fn dump_filtered(
     diag: &mut SockDiag,
     filter: &PortFilter,
-) -> io::Result<HashMap<ConnKey, SocketSample>> {
-    Ok(keyed(diag.dump_filtered(filter)?))
+) -> io::Result<ConnMap<SocketSample>> {
+    let mut buffers = DumpBuffers::default();
+    dump_filtered_into(diag, filter, &mut buffers)?;
+    Ok(buffers.samples)
 }
 
-fn keyed(sockets: Vec<TcpSocket>) -> HashMap<ConnKey, SocketSample> {
-    sockets
-        .iter()
-        .filter_map(sample)
-        .map(|sample| (sample.key(), sample))
-        .collect()
+/// [`dump_filtered`] into `buffers.samples`, reusing the buffers.
+pub fn dump_filtered_into(
+    diag: &mut SockDiag,
+    filter: &PortFilter,
+    buffers: &mut DumpBuffers,
+) -> io::Result<()> {
+    diag.dump_filtered_into(filter, &mut buffers.sockets)?;
+    keyed(&buffers.sockets, &mut buffers.samples);
+    Ok(())
+}
+
+fn keyed(sockets: &[TcpSocket], samples: &mut ConnMap<SocketSample>) {
+    samples.clear();
+    samples.reserve(sockets.len());
+    samples.extend(
+        sockets
+            .iter()
+            .filter_map(sample)
+            .map(|sample| (sample.key(), sample)),
+    );
 }
 
 /// Listen ports remembered: a relay has one, possibly on IPv4 and IPv6; the bound is slack.

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::net::{SocketAddr, SocketAddrV6};
 
-use serde::de::{self, Deserializer, IgnoredAny, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -63,88 +63,372 @@ pub struct PeerList {
 /// Entries decoded at most: far above any relay's peer limit, and a bound on memory.
 pub const MAX_ENTRIES: usize = 4096;
 
-#[derive(Deserialize)]
-struct Reply<'a> {
-    #[serde(borrow, default)]
-    result: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    error: Option<&'a RawValue>,
+/// The `visit_*` methods that accept a JSON value of a type the visitor does not want and
+/// return `$none` (draining arrays and objects, so the parse goes on after them).
+macro_rules! ignore_the_rest {
+    () => {
+        ignore_the_rest!(@scalars None);
+        ignore_the_rest!(@seq None);
+        ignore_the_rest!(@map None);
+    };
+    (no_seq) => {
+        ignore_the_rest!(@scalars None);
+        ignore_the_rest!(@map None);
+    };
+    (no_map) => {
+        ignore_the_rest!(no_map, None);
+    };
+    (no_map, $none:expr) => {
+        ignore_the_rest!(@scalars $none);
+        ignore_the_rest!(@seq $none);
+    };
+    (@scalars $none:expr) => {
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+    };
+    (@seq $none:expr) => {
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok($none)
+        }
+    };
+    (@map $none:expr) => {
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok($none)
+        }
+    };
 }
 
-#[derive(Deserialize, Default)]
+/// The fields of one entry that the exporter reads; the rest (`caps`, `protocols`…) is skipped.
+#[derive(Default)]
 struct Entry<'a> {
-    #[serde(borrow, default, deserialize_with = "lenient_str")]
     id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "lenient_str")]
     enode: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "lenient_network")]
     network: Option<Network<'a>>,
+    /// A key appeared twice in the entry or its `network` (the last one is used, as Go's
+    /// encoding/json does; the entry is reported).
+    duplicated: bool,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Default)]
 struct Network<'a> {
-    #[serde(
-        borrow,
-        default,
-        rename = "localAddress",
-        deserialize_with = "lenient_str"
-    )]
     local: Option<Cow<'a, str>>,
-    #[serde(
-        borrow,
-        default,
-        rename = "remoteAddress",
-        deserialize_with = "lenient_str"
-    )]
     remote: Option<Cow<'a, str>>,
-    #[serde(default, deserialize_with = "lenient_bool")]
     inbound: Option<bool>,
 }
 
 /// Decodes an admin_peers JSON-RPC reply. `zone_index` turns an IPv6 zone name (`eth0`, as Go
 /// prints link-local peers: `[fe80::1%eth0]:30303`) into an interface index; it is the only
 /// IO-shaped part and is passed in, so the decoder stays pure.
+///
+/// One pass over the bytes: entries are decoded as the array is read (a first version split the
+/// reply into raw entries and decoded each again, reading 0.5 MB three to four times a poll).
 pub fn parse_admin_peers(
     body: &[u8],
     zone_index: &dyn Fn(&str) -> Option<u32>,
 ) -> Result<PeerList, RelayError> {
-    let reply: Reply = serde_json::from_slice(body)
-        .map_err(|error| RelayError::NotJsonRpc(format!("invalid JSON: {error}")))?;
-    // serde's derive also reads a struct from an array (`[1,2]` as result=1, error=2).
+    // A struct visitor would also accept an array here; a JSON-RPC reply is an object.
     if !is_object(body) {
-        return Err(RelayError::NotJsonRpc("not a JSON object".into()));
+        return Err(RelayError::NotJsonRpc(
+            match serde_json::from_slice::<IgnoredAny>(body) {
+                Ok(_) => "not a JSON object".into(),
+                Err(error) => invalid_json(error),
+            },
+        ));
     }
+    // Valid UTF-8 checked once for the whole reply lets serde_json skip checking every string
+    // it returns (a tenth of the decode); a reply that is not (Go never sends one) still
+    // decodes, string by string, so that bad bytes in a skipped field cannot hide the peers.
+    let reply = match std::str::from_utf8(body) {
+        Ok(text) => decode_reply(&mut serde_json::Deserializer::from_str(text), zone_index),
+        Err(_) => decode_reply(&mut serde_json::Deserializer::from_slice(body), zone_index),
+    }
+    .map_err(|error| RelayError::NotJsonRpc(invalid_json(error)))?;
     if let Some(error) = reply.error {
-        return Err(RelayError::RpcError(error.get().to_string()));
+        return Err(RelayError::RpcError(error));
     }
-    let entries: Vec<&RawValue> = reply
+    reply
         .result
-        .and_then(|result| serde_json::from_str(result.get()).ok())
-        .ok_or_else(|| RelayError::NotJsonRpc("no `result` array".into()))?;
-    let mut list = PeerList {
-        over_limit: entries.len().saturating_sub(MAX_ENTRIES),
-        entries: entries.len(),
-        ..PeerList::default()
-    };
-    for (index, raw) in entries.into_iter().take(MAX_ENTRIES).enumerate() {
-        decode_entry(index, raw, zone_index, &mut list);
+        .ok_or_else(|| RelayError::NotJsonRpc("no `result` array".into()))
+}
+
+fn decode_reply<'de, R: serde_json::de::Read<'de>>(
+    deserializer: &mut serde_json::Deserializer<R>,
+    zone_index: &dyn Fn(&str) -> Option<u32>,
+) -> serde_json::Result<Reply> {
+    let reply = ReplySeed { zone_index }.deserialize(&mut *deserializer)?;
+    deserializer.end()?;
+    Ok(reply)
+}
+
+fn invalid_json(error: serde_json::Error) -> String {
+    format!("invalid JSON: {error}")
+}
+
+struct Reply {
+    /// `None` unless `result` was an array.
+    result: Option<PeerList>,
+    /// The JSON text of a non-null `error`.
+    error: Option<String>,
+}
+
+struct ReplySeed<'z> {
+    zone_index: &'z dyn Fn(&str) -> Option<u32>,
+}
+
+impl<'de> DeserializeSeed<'de> for ReplySeed<'_> {
+    type Value = Reply;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Reply, D::Error> {
+        deserializer.deserialize_map(self)
     }
-    Ok(list)
+}
+
+impl<'de> Visitor<'de> for ReplySeed<'_> {
+    type Value = Reply;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON-RPC reply object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Reply, A::Error> {
+        let mut reply = Reply {
+            result: None,
+            error: None,
+        };
+        while let Some(key) = map.next_key::<Key>()? {
+            match key.0.as_ref() {
+                // A repeated member: the last one counts, as in Go's encoding/json.
+                "result" => {
+                    reply.result = map.next_value_seed(EntriesSeed {
+                        zone_index: self.zone_index,
+                    })?
+                }
+                "error" => {
+                    reply.error = map
+                        .next_value::<Option<&'de RawValue>>()?
+                        .map(|raw| raw.get().to_string())
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(reply)
+    }
+}
+
+/// An object key, borrowed unless it had escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_str(Lenient::<Cow<'a, str>>::default())
+            .map(|key| Key(key.unwrap_or_default()))
+    }
+}
+
+/// `result`: the entries, decoded one by one into a [`PeerList`]; `None` if it is no array.
+struct EntriesSeed<'z> {
+    zone_index: &'z dyn Fn(&str) -> Option<u32>,
+}
+
+impl<'de> DeserializeSeed<'de> for EntriesSeed<'_> {
+    type Value = Option<PeerList>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntriesSeed<'_> {
+    type Value = Option<PeerList>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut list = PeerList::default();
+        while list.entries < MAX_ENTRIES {
+            let Some(entry) = seq.next_element::<MaybeEntry>()? else {
+                return Ok(Some(list));
+            };
+            decode_entry(list.entries, entry.0, self.zone_index, &mut list);
+            list.entries += 1;
+        }
+        while seq.next_element::<IgnoredAny>()?.is_some() {
+            list.entries += 1;
+            list.over_limit += 1;
+        }
+        Ok(Some(list))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    ignore_the_rest!(no_seq);
+}
+
+/// One entry: `None` when it is not an object.
+struct MaybeEntry<'a>(Option<Entry<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for MaybeEntry<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(Lenient::<Entry<'a>>::default())
+            .map(MaybeEntry)
+    }
+}
+
+impl<'de: 'a, 'a> Visitor<'de> for Lenient<Entry<'a>> {
+    type Value = Option<Entry<'a>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut entry = Entry::default();
+        let mut seen = [false; 3];
+        while let Some(key) = map.next_key::<Key>()? {
+            let slot = match key.0.as_ref() {
+                "id" => 0,
+                "enode" => 1,
+                "network" => 2,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            entry.duplicated |= std::mem::replace(&mut seen[slot], true);
+            match slot {
+                0 => entry.id = map.next_value::<LenientStr>()?.0,
+                1 => entry.enode = map.next_value::<LenientStr>()?.0,
+                _ => {
+                    let network = map.next_value::<MaybeNetwork>()?;
+                    entry.duplicated |= network.duplicated;
+                    entry.network = network.network;
+                }
+            }
+        }
+        Ok(Some(entry))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    ignore_the_rest!(no_map);
+}
+
+/// `network`: `None` when it is not an object; every field lenient.
+struct MaybeNetwork<'a> {
+    network: Option<Network<'a>>,
+    duplicated: bool,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for MaybeNetwork<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(Lenient::<MaybeNetwork<'a>>::default())
+    }
+}
+
+impl<'de: 'a, 'a> Visitor<'de> for Lenient<MaybeNetwork<'a>> {
+    type Value = MaybeNetwork<'a>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut network = Network::default();
+        let mut duplicated = false;
+        let mut seen = [false; 3];
+        while let Some(key) = map.next_key::<Key>()? {
+            let slot = match key.0.as_ref() {
+                "localAddress" => 0,
+                "remoteAddress" => 1,
+                "inbound" => 2,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            duplicated |= std::mem::replace(&mut seen[slot], true);
+            match slot {
+                0 => network.local = map.next_value::<LenientStr>()?.0,
+                1 => network.remote = map.next_value::<LenientStr>()?.0,
+                _ => network.inbound = map.next_value::<LenientBool>()?.0,
+            }
+        }
+        Ok(MaybeNetwork {
+            network: Some(network),
+            duplicated,
+        })
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(MaybeNetwork::none())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(MaybeNetwork::none())
+    }
+    ignore_the_rest!(no_map, MaybeNetwork::none());
+}
+
+impl MaybeNetwork<'_> {
+    fn none() -> Self {
+        MaybeNetwork {
+            network: None,
+            duplicated: false,
+        }
+    }
+}
+
+/// Any JSON value: a string gives `Some`, anything else (number, object, null…) `None`.
+struct LenientStr<'a>(Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for LenientStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(Lenient::<Cow<'a, str>>::default())
+            .map(LenientStr)
+    }
+}
+
+/// Any JSON value: a boolean gives `Some`, anything else `None`.
+struct LenientBool(Option<bool>);
+
+impl<'de> Deserialize<'de> for LenientBool {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(Lenient::<bool>::default())
+            .map(LenientBool)
+    }
 }
 
 fn decode_entry(
     index: usize,
-    raw: &RawValue,
+    entry: Option<Entry>,
     zone_index: &dyn Fn(&str) -> Option<u32>,
     list: &mut PeerList,
 ) {
     let mut problem = |problem| list.problems.push(EntryProblem { index, problem });
-    let Some(Ok(entry)) =
-        is_object(raw.get().as_bytes()).then(|| serde_json::from_str::<Entry>(raw.get()))
-    else {
+    let Some(entry) = entry else {
         problem("not an object");
         return;
     };
+    if entry.duplicated {
+        problem("a key appears twice (the last one is used)");
+    }
     let Some(network) = entry.network else {
         problem("no network object");
         return;
@@ -209,28 +493,6 @@ pub fn parse_endpoint(text: &str, zone_index: &dyn Fn(&str) -> Option<u32>) -> O
     )))
 }
 
-/// Any JSON value: a string gives `Some`, anything else (number, object, null…) `None`.
-fn lenient_str<'de: 'a, 'a, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Cow<'a, str>>, D::Error> {
-    deserializer.deserialize_any(Lenient::<Cow<'a, str>>::default())
-}
-
-fn lenient_bool<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, D::Error> {
-    deserializer.deserialize_any(Lenient::<bool>::default())
-}
-
-fn lenient_network<'de: 'a, 'a, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Network<'a>>, D::Error> {
-    // A network that is not an object reads as missing; an object is decoded leniently.
-    let raw: &'de RawValue = Deserialize::deserialize(deserializer)?;
-    if !is_object(raw.get().as_bytes()) {
-        return Ok(None);
-    }
-    Ok(serde_json::from_str::<Network<'de>>(raw.get()).ok())
-}
-
 /// Whether JSON text is an object (serde's derive would read an array positionally).
 fn is_object(json: &[u8]) -> bool {
     json.trim_ascii_start().first() == Some(&b'{')
@@ -243,34 +505,6 @@ impl<T> Default for Lenient<T> {
     fn default() -> Self {
         Lenient(std::marker::PhantomData)
     }
-}
-
-macro_rules! ignore_the_rest {
-    () => {
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
-        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
-    };
 }
 
 impl<'de: 'a, 'a> Visitor<'de> for Lenient<Cow<'a, str>> {
@@ -304,6 +538,8 @@ impl<'de> Visitor<'de> for Lenient<bool> {
     ignore_the_rest!();
 }
 
+#[cfg(test)]
+mod bench;
 #[cfg(test)]
 mod fuzz;
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! forwards every call, `admin_*` included, to a public upstream: asking it for peers would
 //! return somebody else's node, so the configuration refuses it (see `cli.rs`).
 
+use std::io::Read;
 use std::time::Duration;
 
 use serde_json::json;
@@ -99,6 +100,18 @@ impl RelayClient {
     }
 
     fn call(&self, method: &str, params: serde_json::Value) -> Result<Vec<u8>, RelayError> {
+        let mut body = Vec::new();
+        self.call_into(method, params, &mut body)?;
+        Ok(body)
+    }
+
+    /// One call; the reply's body goes into `body` (cleared first, its capacity reused).
+    fn call_into(
+        &self,
+        method: &str,
+        params: serde_json::Value,
+        body: &mut Vec<u8>,
+    ) -> Result<(), RelayError> {
         let unreachable = |reason: String| RelayError::Unreachable {
             url: self.url.clone(),
             reason,
@@ -116,16 +129,26 @@ impl RelayClient {
                 status,
             });
         }
+        body.clear();
         response
             .body_mut()
             .with_config()
             .limit(MAX_BODY_BYTES)
-            .read_to_vec()
-            .map_err(|error| unreachable(error.to_string()))
+            .reader()
+            .read_to_end(body)
+            .map_err(|error| unreachable(error.to_string()))?;
+        Ok(())
     }
 
     pub fn peers(&self) -> Result<PeerList, RelayError> {
-        parse_admin_peers(&self.call("admin_peers", json!([]))?, &zone_index)
+        let mut body = Vec::new();
+        self.peers_into(&mut body)
+    }
+
+    /// admin_peers, reading the reply into `body` (a poller keeps one buffer for every poll).
+    pub fn peers_into(&self, body: &mut Vec<u8>) -> Result<PeerList, RelayError> {
+        self.call_into("admin_peers", json!([]), body)?;
+        parse_admin_peers(body, &zone_index)
     }
 
     /// admin_removePeer: disconnects the peer; it does not ban it.

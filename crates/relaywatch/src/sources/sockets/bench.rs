@@ -70,12 +70,13 @@ impl Variant {
     /// One poll's socket work: (filter,) dump, keying, accounting.
     fn poll(
         &mut self,
-        dump: impl FnOnce(&Traffic) -> HashMap<ConnKey, SocketSample>,
+        dump: impl FnOnce(&Traffic) -> ConnMap<SocketSample>,
         routes: &[(ConnKey, Route)],
     ) {
         let (started, system) = (thread_cpu(), thread_system_cpu());
         let sockets = dump(&self.traffic);
-        self.traffic.observe_poll(routes, &sockets, Instant::now());
+        self.traffic
+            .observe_poll(routes, Some(&sockets), Instant::now());
         self.cpu.push(thread_cpu() - started);
         self.system += thread_system_cpu() - system;
         self.sockets = sockets.len();

@@ -1,6 +1,5 @@
 //! The sockets source against the real kernel over loopback: dumps, destroy events and byte accounting together.
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -24,11 +23,7 @@ fn transfer(from: &mut TcpStream, to: &mut TcpStream, bytes: usize) {
 }
 
 /// Dumps until `key` shows exactly `want` (sent, received) payload: ACKs may trail the reads.
-fn dump_until(
-    diag: &mut SockDiag,
-    key: ConnKey,
-    want: (u64, u64),
-) -> HashMap<ConnKey, SocketSample> {
+fn dump_until(diag: &mut SockDiag, key: ConnKey, want: (u64, u64)) -> ConnMap<SocketSample> {
     let start = Instant::now();
     loop {
         let dump = dump(diag).expect("dump");
@@ -84,7 +79,7 @@ fn issue_9_destroy_event_read_before_the_dump_and_applied_after_it_is_counted() 
     let mut traffic = Traffic::default();
     let listed = [(key, Route::Tor)];
     let dump1 = dump_until(&mut diag, key, (500, 1000));
-    traffic.observe_poll(&listed, &dump1, Instant::now());
+    traffic.observe_poll(&listed, Some(&dump1), Instant::now());
 
     // One more poll interval of traffic, then the peer goes: the relay drops it from admin_peers
     // and both ends close in order.
@@ -103,7 +98,7 @@ fn issue_9_destroy_event_read_before_the_dump_and_applied_after_it_is_counted() 
         !dump2.contains_key(&key),
         "premise: the closed socket is not dumped"
     );
-    traffic.observe_poll(&[], &dump2, Instant::now());
+    traffic.observe_poll(&[], Some(&dump2), Instant::now());
     for event in events {
         traffic.observe_destroyed(event, Instant::now());
     }
@@ -250,7 +245,7 @@ fn a_peer_that_connects_and_closes_between_two_polls_is_counted() {
     let filter = ports.update(listed(&first), traffic.followed());
     let dump1 = dump_filtered(&mut diag, &filter).unwrap();
     assert!(first.iter().all(|c| dump1.contains_key(&c.key)));
-    traffic.observe_poll(&routes(&first), &dump1, Instant::now());
+    traffic.observe_poll(&routes(&first), Some(&dump1), Instant::now());
     assert_eq!(traffic.totals(), Totals::default());
 
     // New peers of each kind connect, exchange bytes; admin_peers 2 lists them, then they close.
@@ -322,7 +317,7 @@ fn a_peer_that_connects_and_closes_between_two_polls_is_counted() {
     }
     let filter = ports.update(second_listed, traffic.followed());
     let dump2 = dump_filtered(&mut diag, &filter).unwrap();
-    traffic.observe_poll(&second_routes, &dump2, Instant::now());
+    traffic.observe_poll(&second_routes, Some(&dump2), Instant::now());
     assert_eq!(traffic.totals(), want);
     drop((inbound, dialed, via_tor));
 }

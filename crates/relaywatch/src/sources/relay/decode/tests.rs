@@ -182,3 +182,60 @@ fn entries_past_the_limit_are_counted_not_decoded() {
     assert_eq!(list.peers.len(), MAX_ENTRIES);
     assert_eq!(list.over_limit, 3);
 }
+
+/// A key given twice used to make serde reject the whole entry, so a clearnet peer behind a
+/// duplicated key was neither classified nor counted as a leak. Now the last value is used (as
+/// Go's encoding/json does) and the entry is reported.
+#[test]
+fn duplicated_keys_use_the_last_value_and_are_reported() {
+    let cases = [
+        r#"{"id":"01","id":"02","enode":"enode://cc@198.51.100.77:30303","network":{"localAddress":"10.0.0.5:30303","remoteAddress":"198.51.100.77:30303","inbound":true}}"#,
+        r#"{"id":"02","enode":"enode://cc@198.51.100.77:30303","network":{"remoteAddress":"127.0.0.1:9050"},"network":{"localAddress":"10.0.0.5:30303","remoteAddress":"198.51.100.77:30303","inbound":true}}"#,
+        r#"{"id":"02","enode":"enode://cc@198.51.100.77:30303","network":{"localAddress":"10.0.0.5:30303","remoteAddress":"127.0.0.1:9050","remoteAddress":"198.51.100.77:30303","inbound":true}}"#,
+    ];
+    for case in cases {
+        let list = parse(&format!(r#"{{"result":[{case}]}}"#)).unwrap();
+        assert_eq!(list.peers.len(), 1, "{case}");
+        let peer = &list.peers[0];
+        assert_eq!(peer.id, "02", "{case}");
+        assert_eq!(
+            peer.remote,
+            "198.51.100.77:30303".parse().unwrap(),
+            "{case}"
+        );
+        assert_eq!(peer.direction, Some(Direction::Inbound), "{case}");
+        let problems: Vec<&str> = list.problems.iter().map(|p| p.problem).collect();
+        assert_eq!(
+            problems,
+            ["a key appears twice (the last one is used)"],
+            "{case}"
+        );
+    }
+    // A repeated `result`: the last array is the reply.
+    let list = parse(&format!(
+        r#"{{"result":[],"result":[{}]}}"#,
+        entry(r#"{"localAddress":"10.0.0.5:30303","remoteAddress":"198.51.100.77:30303","inbound":true}"#)
+    ))
+    .unwrap();
+    assert_eq!(list.peers.len(), 1);
+}
+
+/// Bytes that are not UTF-8 in a field the decoder skips (a peer chooses its own client name)
+/// must not cost the other peers: the fast path (one UTF-8 check for the whole reply) falls
+/// back to checking string by string.
+#[test]
+fn bytes_that_are_not_utf8_in_a_skipped_field_do_not_hide_peers() {
+    let mut body = br#"{"result":[{"name":"Geth/"#.to_vec();
+    body.extend_from_slice(&[0xff, 0xfe]);
+    body.extend_from_slice(
+        format!(
+            r#"","id":"01","enode":"enode://cc@198.51.100.77:30303","network":{}}}]}}"#,
+            r#"{"localAddress":"10.0.0.5:30303","remoteAddress":"198.51.100.77:30303","inbound":true}"#
+        )
+        .as_bytes(),
+    );
+    assert!(std::str::from_utf8(&body).is_err());
+    let list = parse_admin_peers(&body, &no_zones).unwrap();
+    assert_eq!(list.peers.len(), 1);
+    assert_eq!(list.peers[0].remote, "198.51.100.77:30303".parse().unwrap());
+}
