@@ -188,6 +188,12 @@ pub const DESTROY_OVERRUNS: Metric = metric(
     "Times the kernel dropped socket destroy events because they were read too slowly; the last bytes of sockets closed then are missing.",
     &[],
 );
+pub const DESTROY_EVENTS_DROPPED: Metric = metric(
+    "relaywatch_socket_destroy_events_dropped_total",
+    Kind::Counter,
+    "Destroy events of sockets not (yet) listed by admin_peers that were dropped because 20000 already waited for the next poll; a peer's last bytes may be among them.",
+    &[],
+);
 pub const RELAY_UNPARSED_PEERS: Metric = metric(
     "relaywatch_relay_unparsed_peers_total",
     Kind::Counter,
@@ -248,6 +254,7 @@ pub const ALL: &[Metric] = &[
     TOR_CIRCUIT_ESTABLISHED,
     TOR_UNPARSED_LINES,
     DESTROY_OVERRUNS,
+    DESTROY_EVENTS_DROPPED,
     RELAY_UNPARSED_PEERS,
     LEAK_REMOVALS_PENDING,
     SOURCE_UP,
@@ -261,7 +268,10 @@ pub const ALL: &[Metric] = &[
 
 /// The closed set of values each label may take (except `version`, which is ours).
 pub mod labels {
-    pub const DIRECTION: [&str; 2] = ["inbound", "outbound"];
+    /// `unknown`: admin_peers gave no `network.inbound` for a peer whose route is clear either
+    /// way (the entry also counts in `relaywatch_relay_unparsed_peers_total`); rendered only
+    /// when such a peer is connected.
+    pub const DIRECTION: [&str; 3] = ["inbound", "outbound", "unknown"];
     pub const SOURCE: [&str; 3] = ["relay", "sockets", "tor"];
     pub const REMOVAL_RESULT: [&str; 2] = ["ok", "error"];
     pub const WORKER: [&str; 4] = ["poller", "destroy-listener", "tor-control", "leak-remover"];

@@ -122,11 +122,19 @@ pub struct Traffic {
     polls: u64,
     /// Scratch for the unlisted connections of a poll, kept so a poll allocates nothing.
     unlisted: Vec<ConnKey>,
+    /// Destroy events dropped because `destroyed` was full (never decreases).
+    destroyed_dropped: u64,
 }
 
 impl Traffic {
     pub fn totals(&self) -> Totals {
         self.totals
+    }
+
+    /// Destroy events of unknown sockets dropped because [`DESTROYED_MAX`] were waiting: if one
+    /// was a peer's (listed at the next poll), its last bytes are missing.
+    pub fn destroy_events_dropped(&self) -> u64 {
+        self.destroyed_dropped
     }
 
     /// Number of sockets currently followed (peer sockets, and closing ones).
@@ -269,10 +277,10 @@ impl Traffic {
                 self.add(tracked.route, received, sent);
                 self.finished.insert(sample.cookie, now);
             }
-            None if self.destroyed.len() < DESTROYED_MAX => {
+            None if self.destroyed.len() < DESTROYED_MAX || self.destroyed.contains_key(&key) => {
                 self.destroyed.insert(key, (sample, now));
             }
-            None => {}
+            None => self.destroyed_dropped += 1,
         }
     }
 }

@@ -15,7 +15,7 @@ use super::report::{ExporterPhase, Phase};
 /// One exporter's counters at one moment.
 struct ExporterReading {
     polls: u64,
-    cpu: f64,
+    stat: procfs::ProcessStat,
     threads: BTreeMap<String, f64>,
 }
 
@@ -41,7 +41,7 @@ impl Readings {
             .map(|(admin, pid)| {
                 Ok(ExporterReading {
                     polls: admin.polls(),
-                    cpu: procfs::process_cpu_seconds(*pid)?,
+                    stat: procfs::process_stat(*pid)?,
                     threads: procfs::thread_cpu_seconds(*pid)?,
                 })
             })
@@ -64,7 +64,10 @@ pub fn phase(before: &Readings, after: &Readings) -> Result<(Phase, Vec<Exporter
         .zip(&after.exporters)
         .map(|(was, now)| ExporterPhase {
             polls: now.polls - was.polls,
-            process_cpu: now.cpu - was.cpu,
+            process_cpu: (now.stat.user_seconds + now.stat.system_seconds)
+                - (was.stat.user_seconds + was.stat.system_seconds),
+            system_cpu: now.stat.system_seconds - was.stat.system_seconds,
+            minor_faults: now.stat.minor_faults - was.stat.minor_faults,
             threads: now
                 .threads
                 .iter()

@@ -8,6 +8,20 @@ use anyhow::{bail, Context, Result};
 /// CPU seconds (user + system) a whole process has used, dead threads included, from
 /// /proc/<pid>/stat. Resolution is one clock tick (10 ms), so compare over many polls.
 pub fn process_cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = process_stat(pid)?;
+    Ok(stat.user_seconds + stat.system_seconds)
+}
+
+/// What /proc/<pid>/stat says of a whole process's work.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProcessStat {
+    pub user_seconds: f64,
+    pub system_seconds: f64,
+    /// Minor page faults: first touches of fresh memory, each one a page the kernel zeroes.
+    pub minor_faults: f64,
+}
+
+pub fn process_stat(pid: u32) -> Result<ProcessStat> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     // Fields after the command name, which is in parentheses and may contain spaces.
@@ -16,15 +30,19 @@ pub fn process_cpu_seconds(pid: u32) -> Result<f64> {
         .map(|(_, rest)| rest)
         .with_context(|| format!("{path}: no command name"))?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |index: usize| -> Result<f64> {
+    let field = |index: usize| -> Result<f64> {
         fields
             .get(index)
             .with_context(|| format!("{path}: short"))?
             .parse::<f64>()
             .with_context(|| format!("{path}: field {index} is not a number"))
     };
-    // utime and stime are fields 14 and 15 of stat; 0-based after the name: 11 and 12.
-    Ok((ticks(11)? + ticks(12)?) / clock_ticks_per_second())
+    // minflt, utime and stime are fields 10, 14 and 15 of stat; 0-based after the name: 7, 11, 12.
+    Ok(ProcessStat {
+        user_seconds: field(11)? / clock_ticks_per_second(),
+        system_seconds: field(12)? / clock_ticks_per_second(),
+        minor_faults: field(7)?,
+    })
 }
 
 fn clock_ticks_per_second() -> f64 {

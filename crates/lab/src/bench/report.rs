@@ -22,8 +22,11 @@ pub struct Phase {
 pub struct ExporterPhase {
     /// admin_peers calls its relay connection answered: one per poll.
     pub polls: u64,
-    /// CPU seconds (whole process, /proc/<pid>/stat).
+    /// CPU seconds (whole process, /proc/<pid>/stat), and the part of it spent in the kernel.
     pub process_cpu: f64,
+    pub system_cpu: f64,
+    /// Minor page faults of the whole process.
+    pub minor_faults: f64,
     /// CPU seconds per thread name (schedstat).
     pub threads: BTreeMap<String, f64>,
 }
@@ -321,11 +324,13 @@ impl Figures {
             let phase = &exporter.polls_only;
             let _ = writeln!(
                 out,
-                "  {}: {:.2} ms per poll over {} polls (process, /proc stat, ±{:.2} ms); threads (schedstat), ms per poll: {}",
+                "  {}: {:.2} ms per poll over {} polls (process, /proc stat, ±{:.2} ms; kernel {:.2} ms; {:.0} minor page faults per poll); threads (schedstat), ms per poll: {}",
                 exporter.label,
                 phase.ms_per_poll(phase.process_cpu),
                 phase.polls,
                 tick_resolution(phase),
+                phase.ms_per_poll(phase.system_cpu),
+                phase.minor_faults / phase.polls.max(1) as f64,
                 per_thread(phase)
             );
         }

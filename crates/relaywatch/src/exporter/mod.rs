@@ -44,8 +44,9 @@ pub fn process_start_time() -> f64 {
 /// Peers per route and direction, from the last successful admin_peers.
 #[derive(Debug, Default, Clone, Copy)]
 struct PeerCounts {
-    tor: [u64; 2],
-    clearnet: [u64; 2],
+    /// By direction, in the order of `catalog::labels::DIRECTION`.
+    tor: [u64; 3],
+    clearnet: [u64; 3],
     onion_fallback: u64,
 }
 
@@ -61,6 +62,8 @@ struct Published {
     health: HashMap<&'static str, Health>,
     /// ENOBUFS on the destroy-event socket, over every listener this process opened.
     destroy_overruns: u64,
+    /// `Traffic::destroy_events_dropped`.
+    destroy_events_dropped: u64,
 }
 
 /// The exporter's shared state and configuration.

@@ -8,14 +8,16 @@ use super::{lock, Exporter, PeerCounts};
 use crate::classify::{classify_maybe, enode_names_onion, Direction, Route};
 use crate::cli::Mode;
 use crate::sockdiag::{DestroyListener, SockDiag};
-use crate::sources::relay::{Peer, PeerList, RelayError};
+use crate::sources::relay::{Peer, PeerList, RelayError, ReplyBuffer};
 use crate::sources::{backoff, sockets, Source};
 use crate::traffic::ConnKey;
 
-fn direction_index(direction: Direction) -> usize {
+/// The index of a peer's direction in `catalog::labels::DIRECTION`.
+fn direction_index(direction: Option<Direction>) -> usize {
     match direction {
-        Direction::Inbound => 0,
-        Direction::Outbound => 1,
+        Some(Direction::Inbound) => 0,
+        Some(Direction::Outbound) => 1,
+        None => 2,
     }
 }
 
@@ -30,7 +32,7 @@ fn conn_key(peer: &Peer) -> ConnKey {
 /// of a thousand sockets: faulting in their pages cost more CPU than using them).
 #[derive(Default)]
 struct Scratch {
-    body: Vec<u8>,
+    body: ReplyBuffer,
     diag: Option<SockDiag>,
     dump: sockets::DumpBuffers,
     /// When the socket counters were last dumped (see `--sockets-interval`).
@@ -175,24 +177,32 @@ impl Exporter {
         };
         if let (Some(_), Some(dump)) = (peers, dump) {
             traffic.observe_poll(&keyed, Some(dump), Instant::now());
-            self.published().traffic = traffic.totals();
+            self.publish_traffic(&traffic);
         }
         let duration = started.elapsed();
         drop(traffic);
         self.record(Source::Sockets, dump.is_some(), duration);
     }
 
+    fn publish_traffic(&self, traffic: &crate::traffic::Traffic) {
+        let mut published = self.published();
+        published.traffic = traffic.totals();
+        published.destroy_events_dropped = traffic.destroy_events_dropped();
+    }
+
     fn publish_peers(&self, list: &PeerList, classified: &[(&Peer, Option<Route>)]) {
         let mut counts = PeerCounts::default();
         for (peer, route) in classified {
-            let (Some(route), Some(direction)) = (route, peer.direction) else {
-                continue; // reported in `list.problems`, counted as unparsed
+            // Without a route the entry is only counted as unparsed (`list.problems`); without
+            // a direction it is that too, and counted here as `unknown`.
+            let Some(route) = route else {
+                continue;
             };
             let slot = match route {
                 Route::Tor => &mut counts.tor,
                 Route::Clearnet => &mut counts.clearnet,
             };
-            slot[direction_index(direction)] += 1;
+            slot[direction_index(peer.direction)] += 1;
             if *route == Route::Clearnet && enode_names_onion(&peer.enode) {
                 counts.onion_fallback += 1;
             }
@@ -298,7 +308,7 @@ impl Exporter {
                             traffic.observe_destroyed(sample, now);
                         }
                     }
-                    self.published().traffic = traffic.totals();
+                    self.publish_traffic(&traffic);
                 }
                 Ok(_) => {}
                 Err(error) => {

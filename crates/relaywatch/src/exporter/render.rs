@@ -13,13 +13,13 @@ impl Exporter {
         let published = self.published();
         let peers = published.peers;
         let totals = published.traffic;
-        let (leaks, removals_ok, removals_failed, unparsed, overruns) = (
+        let (leaks, removals_ok, removals_failed, unparsed) = (
             published.leaks_total,
             published.removals_ok,
             published.removals_failed,
             published.unparsed_peers,
-            published.destroy_overruns,
         );
+        let (overruns, dropped) = (published.destroy_overruns, published.destroy_events_dropped);
         let sources: Vec<(&str, Health)> = Source::ALL
             .iter()
             .filter_map(|source| Some((source.as_str(), *published.health.get(source.as_str())?)))
@@ -31,7 +31,10 @@ impl Exporter {
             for (metric, values) in [(&PEERS_TOR, peers.tor), (&PEERS_CLEARNET, peers.clearnet)] {
                 out.family(metric);
                 for (index, direction) in labels::DIRECTION.iter().enumerate() {
-                    out.sample(metric, &[direction], values[index] as f64);
+                    // `unknown` only when a relay sent a peer without a direction.
+                    if index < 2 || values[index] > 0 {
+                        out.sample(metric, &[direction], values[index] as f64);
+                    }
                 }
             }
             out.single(&ONION_FALLBACK_PEERS, peers.onion_fallback as f64);
@@ -42,6 +45,7 @@ impl Exporter {
         out.single(&EGRESS_CLEARNET, totals.clearnet_sent as f64);
         out.single(&CLEARNET_LEAKS, leaks as f64);
         out.single(&DESTROY_OVERRUNS, overruns as f64);
+        out.single(&DESTROY_EVENTS_DROPPED, dropped as f64);
         out.single(&RELAY_UNPARSED_PEERS, unparsed as f64);
         out.family(&LEAK_REMOVALS)
             .sample(&LEAK_REMOVALS, &["ok"], removals_ok as f64)

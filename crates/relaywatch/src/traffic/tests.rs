@@ -256,3 +256,18 @@ fn a_closing_connection_listed_again_without_a_dump_is_not_counted_twice() {
     traffic.observe_poll(&peers, Some(&sockets(&[sample(1, 7, 120, 100)])), now);
     assert_eq!(traffic.totals().tor_received, 120);
 }
+
+/// Issue 9: destroy events beyond the buffer's bound were dropped without a trace. They are
+/// still dropped (the bound keeps memory fixed), and now counted.
+#[test]
+fn destroy_events_beyond_the_bound_are_counted_as_dropped() {
+    let mut traffic = Traffic::default();
+    let now = Instant::now();
+    for n in 0..(DESTROYED_MAX + 5) as u16 {
+        traffic.observe_destroyed(sample(n, u64::from(n), 10, 10), now);
+    }
+    assert_eq!(traffic.destroy_events_dropped(), 5);
+    // A second event for a buffered connection replaces it; nothing more is dropped.
+    traffic.observe_destroyed(sample(0, 0, 20, 20), now);
+    assert_eq!(traffic.destroy_events_dropped(), 5);
+}

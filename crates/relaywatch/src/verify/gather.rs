@@ -74,7 +74,8 @@ impl std::fmt::Debug for PeerCounts {
 }
 
 /// Classifies a decoded admin_peers reply exactly as the exporter's poller counts
-/// `p2p_peers_tor` and `p2p_peers_clearnet`: a peer counts only with a route and a direction.
+/// `p2p_peers_tor` and `p2p_peers_clearnet`: a peer counts with a route, with or without a
+/// direction (`direction="unknown"`).
 pub fn peer_counts(list: &PeerList, tor: &TorEndpoints) -> PeerCounts {
     let mut counts = PeerCounts {
         entries: list.entries,
@@ -88,10 +89,10 @@ pub fn peer_counts(list: &PeerList, tor: &TorEndpoints) -> PeerCounts {
     for peer in &list.peers {
         let route = classify_maybe(peer.direction, peer.remote, tor);
         identity.push((&peer.id, route.map_or(0, |route| route as u8 + 1)));
-        match (route, peer.direction) {
-            (Some(Route::Tor), Some(_)) => counts.tor += 1,
-            (Some(Route::Clearnet), Some(_)) => counts.clearnet += 1,
-            _ => {}
+        match route {
+            Some(Route::Tor) => counts.tor += 1,
+            Some(Route::Clearnet) => counts.clearnet += 1,
+            None => {}
         }
     }
     counts.unclassified = list.entries.saturating_sub(counts.tor + counts.clearnet);

@@ -37,8 +37,8 @@ fn admin_reply(tor: usize, clearnet: usize, salt: usize) -> Result<String, Strin
     Ok(json!({"jsonrpc": "2.0", "id": 1, "result": entries}).to_string())
 }
 
-/// The only-onion relay's three Tor peers and one clearnet address without `inbound`: the
-/// classifier cannot tell its route's direction, so neither count holds it.
+/// The only-onion relay's three Tor peers and one clearnet address without `inbound`: clearnet
+/// whichever way it was dialled, so both the exporter and verify count it as clearnet.
 fn unclassified_on_onion() -> String {
     let mut reply: serde_json::Value =
         serde_json::from_str(&admin_reply(3, 1, 0).unwrap()).unwrap();
@@ -410,8 +410,8 @@ fn criteria_table() {
         }), "PPPPPFP", vec!["gethrelay/gethrelay-clearnet-0: listed as clearnet but its relaywatch target has mode=\"only-onion\""]),
         ("peer without a direction on only-onion", Box::new(|fake| {
             fake.admin.insert(ONION, vec![Ok(unclassified_on_onion())]);
-            fake.prometheus_peers.insert(ONION, vec![(Some(3.0), Some(0.0), Some(4.0))]);
-        }), "PPPPPFP", vec!["admin_peers lists 1 peers that cannot be classified as Tor"]),
+            fake.prometheus_peers.insert(ONION, vec![(Some(3.0), Some(1.0), Some(4.0))]);
+        }), "PPPPPFP", vec!["admin_peers lists 1 clearnet peers", "Prometheus tor 3 clearnet 1, admin_peers tor 3 clearnet 1 (0 unclassified)"]),
         ("shared stack: other jobs over their limit, other rules unhealthy", Box::new(|fake| {
             fake.prometheus_sample_limit_hits = 3.0;
             fake.foreign_rule_unhealthy = true;

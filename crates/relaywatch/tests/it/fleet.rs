@@ -245,7 +245,7 @@ fn exporter_matches_admin_peers_and_relay_byte_counts_over_real_tor() {
                         .map(|reason| reason.as_str())
                         .collect();
                     let allowed: &[&str] = match (name, line.split('{').next().unwrap()) {
-                        ("direction", _) => &["inbound", "outbound"],
+                        ("direction", _) => &relaywatch::catalog::labels::DIRECTION,
                         ("source", _) => &["relay", "sockets", "tor"],
                         ("result", _) => &["ok", "error"],
                         ("worker", _) => &relaywatch::catalog::labels::WORKER,

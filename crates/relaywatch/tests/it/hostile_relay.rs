@@ -86,6 +86,8 @@ fn malformed_entries_never_switch_the_leak_guard_off() {
         ),
         peer_entry("bb", "198.51.100.8:1", "10.0.0.5:30303", "", true),
         r#"{"id":"cc","enode":"enode://cc@198.51.100.9:1"}"#.to_string(),
+        // No `inbound`: clearnet either way, so counted, in direction="unknown".
+        r#"{"id":"dd","enode":"enode://dd@198.51.100.10:1","network":{"localAddress":"10.0.0.5:30303","remoteAddress":"198.51.100.10:1"}}"#.to_string(),
         leak(1),
     ];
     let reply = format!(r#""result":[{}]"#, entries.join(","));
@@ -111,14 +113,19 @@ fn malformed_entries_never_switch_the_leak_guard_off() {
     );
     assert_eq!(
         value(&samples, "relaywatch_clearnet_leaks_total"),
-        2.0,
-        "the leak and the link-local peer"
+        3.0,
+        "the leak, the link-local peer and the peer without a direction"
     );
     assert_eq!(
         value(&samples, "p2p_peers_clearnet{direction=\"inbound\"}"),
         2.0
     );
-    assert!(value(&samples, "relaywatch_relay_unparsed_peers_total") >= 2.0);
+    // A classified peer is in the peer gauges even without a direction (it was left out).
+    assert_eq!(
+        value(&samples, "p2p_peers_clearnet{direction=\"unknown\"}"),
+        1.0
+    );
+    assert!(value(&samples, "relaywatch_relay_unparsed_peers_total") >= 3.0);
     assert!(relay.calls.count("admin_removePeer") >= 1);
 }
 
