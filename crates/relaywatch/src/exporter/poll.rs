@@ -27,6 +27,13 @@ fn conn_key(peer: &Peer) -> ConnKey {
     (peer.local.unwrap_or(unknown), peer.remote)
 }
 
+/// Whether a poll at `now` dumps the socket counters: the first one does, then one every
+/// `sockets_interval`, with half a poll of slack (a poll that comes a moment early would wait a
+/// whole poll more); every poll when the interval is not longer than a poll.
+fn dump_due(last: Option<Instant>, now: Instant, poll: Duration, sockets: Duration) -> bool {
+    last.is_none_or(|at| now.saturating_duration_since(at) + poll / 2 >= sockets)
+}
+
 /// What the poller keeps from one poll to the next: the connections it holds open, and buffers
 /// that would otherwise be allocated afresh every poll (at 1,000 peers, a 0.5 MB reply and maps
 /// of a thousand sockets: faulting in their pages cost more CPU than using them).
@@ -150,10 +157,12 @@ impl Exporter {
             .iter()
             .filter_map(|(peer, _)| Some(((peer.local?, peer.remote), peer.direction?)));
         let filter = self.relay_ports.update(peer_ports, traffic.followed());
-        // Half a poll of slack, or a poll that comes a moment early would wait a whole interval.
-        let due =
-            last_dump.is_none_or(|at| at.elapsed() + self.interval / 2 >= self.sockets_interval);
-        if !due {
+        if !dump_due(
+            *last_dump,
+            Instant::now(),
+            self.interval,
+            self.sockets_interval,
+        ) {
             if peers.is_some() {
                 traffic.observe_poll(&keyed, None, Instant::now());
             }
@@ -319,5 +328,32 @@ impl Exporter {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_dumps_follow_the_sockets_interval() {
+        let (second, start) = (Duration::from_secs(1), Instant::now());
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let every_5s = |last, now| dump_due(last, now, second, 5 * second);
+        assert!(every_5s(None, start), "the first poll dumps");
+        assert!(!every_5s(Some(start), at(1000)));
+        assert!(!every_5s(Some(start), at(4400)));
+        assert!(every_5s(Some(start), at(4600)), "a poll a moment early");
+        assert!(every_5s(Some(start), at(5000)));
+        // Not longer than a poll: every poll, however the polls drift.
+        assert!(dump_due(Some(start), at(900), second, second));
+        assert!(dump_due(
+            Some(start),
+            at(600),
+            second,
+            Duration::from_millis(100)
+        ));
+        // A clock that seems to go back never panics and waits.
+        assert!(!every_5s(Some(at(1000)), start));
     }
 }

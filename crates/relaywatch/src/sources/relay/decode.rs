@@ -6,8 +6,11 @@
 //! What can be classified is returned; every entry with a problem is also reported, so the
 //! exporter can count it (`relaywatch_relay_unparsed_peers_total`).
 //!
-//! Decoding is typed (serde derive over borrowed strings), never through `serde_json::Value`:
+//! Decoding is typed (serde visitors over borrowed strings), never through `serde_json::Value`:
 //! at 1,000 peers the reply is about 0.5 MB and a `Value` tree costs more than the rest of a poll.
+//! One pass: 0.46 ms for 1,000 geth-shaped entries, against 0.99 ms for the earlier split into
+//! raw entries decoded again (`decode::bench`). sonic-rs behind the same visitors took 0.64 ms,
+//! so serde_json stays.
 
 use std::borrow::Cow;
 use std::fmt;
