@@ -13,20 +13,20 @@ const TARGET: &str = "x86_64-unknown-linux-gnu";
 /// Where Debian's tor package puts the binary.
 const TOR: &str = "/usr/sbin/tor";
 
-/// Static release builds of relaywatch and labrelay. `--target` keeps `crt-static` away from
-/// build scripts and proc-macros, which it would break; stripping keeps the image small.
+/// Static builds of relaywatch and labrelay in the `image` profile (release with LTO, one
+/// codegen unit, stripped: see Cargo.toml). `--target` keeps `crt-static` away from build
+/// scripts and proc-macros, which it would break.
 pub fn build_static_binaries() -> Result<()> {
     let mut cargo = crate::cargo();
     cargo
-        .args(["build", "--release", "--locked", "--target", TARGET])
+        .args(["build", "--profile", "image", "--locked", "--target", TARGET])
         .args(["--package", "relaywatch", "--package", "labrelay"])
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .env("CARGO_PROFILE_RELEASE_STRIP", "true");
+        .env("RUSTFLAGS", "-C target-feature=+crt-static");
     crate::run(cargo)
 }
 
 fn binary(name: &str) -> PathBuf {
-    crate::workspace_root().join(format!("target/{TARGET}/release/{name}"))
+    crate::workspace_root().join(format!("target/{TARGET}/image/{name}"))
 }
 
 /// A fresh context directory for image `name`, holding what its Containerfile copies.

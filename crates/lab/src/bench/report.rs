@@ -235,7 +235,7 @@ impl Figures {
             let bytes = &exporter.bytes;
             let _ = writeln!(
                 out,
-                "check: during the scrape phase {} counted {} of the bytes the relay's ends received ({:.0} B) and {} of those they sent ({:.0} B; within one poll); destroy overruns {}",
+                "check: during the scrape phase {} counted {} of the bytes the relay's ends received ({:.0} B) and {} of those they sent ({:.0} B; within one socket dump, every 5 s by default); destroy overruns {}",
                 exporter.label,
                 ratio(bytes.ingress_counted, bytes.ingress_sent),
                 bytes.ingress_sent,
