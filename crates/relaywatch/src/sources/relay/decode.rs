@@ -153,11 +153,35 @@ pub fn parse_admin_peers(
     // Valid UTF-8 checked once for the whole reply lets serde_json skip checking every string
     // it returns (a tenth of the decode); a reply that is not (Go never sends one) still
     // decodes, string by string, so that bad bytes in a skipped field cannot hide the peers.
-    let reply = match std::str::from_utf8(body) {
-        Ok(text) => decode_reply(&mut serde_json::Deserializer::from_str(text), zone_index),
-        Err(_) => decode_reply(&mut serde_json::Deserializer::from_slice(body), zone_index),
-    }
-    .map_err(|error| RelayError::NotJsonRpc(invalid_json(error)))?;
+    let fast = match std::str::from_utf8(body) {
+        Ok(text) => decode_reply(
+            &mut serde_json::Deserializer::from_str(text),
+            zone_index,
+            false,
+        ),
+        Err(_) => decode_reply(
+            &mut serde_json::Deserializer::from_slice(body),
+            zone_index,
+            false,
+        ),
+    };
+    // An error of the one pass may come from a single entry: a value that is valid JSON text
+    // but that serde_json will not hold (`1e400`, a lone surrogate `"\ud800"`) stops the whole
+    // parse. Then the entries are split first and decoded one by one, as the decoder did before
+    // the one pass, so that entry alone is lost. Bytes that are not UTF-8 are replaced (they can
+    // only be inside strings), or a raw entry holding one could not be split off.
+    let reply = match fast {
+        Ok(reply) => reply,
+        Err(_) => {
+            let text = String::from_utf8_lossy(body);
+            decode_reply(
+                &mut serde_json::Deserializer::from_str(&text),
+                zone_index,
+                true,
+            )
+            .map_err(|error| RelayError::NotJsonRpc(invalid_json(error)))?
+        }
+    };
     if let Some(error) = reply.error {
         return Err(RelayError::RpcError(error));
     }
@@ -166,11 +190,13 @@ pub fn parse_admin_peers(
         .ok_or_else(|| RelayError::NotJsonRpc("no `result` array".into()))
 }
 
+/// `split`: each entry is first read as raw text and then decoded on its own (see above).
 fn decode_reply<'de, R: serde_json::de::Read<'de>>(
     deserializer: &mut serde_json::Deserializer<R>,
     zone_index: &dyn Fn(&str) -> Option<u32>,
+    split: bool,
 ) -> serde_json::Result<Reply> {
-    let reply = ReplySeed { zone_index }.deserialize(&mut *deserializer)?;
+    let reply = ReplySeed { zone_index, split }.deserialize(&mut *deserializer)?;
     deserializer.end()?;
     Ok(reply)
 }
@@ -188,6 +214,7 @@ struct Reply {
 
 struct ReplySeed<'z> {
     zone_index: &'z dyn Fn(&str) -> Option<u32>,
+    split: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for ReplySeed<'_> {
@@ -213,6 +240,7 @@ impl<'de> Visitor<'de> for ReplySeed<'_> {
                 "result" => {
                     reply.result = map.next_value_seed(EntriesSeed {
                         zone_index: self.zone_index,
+                        split: self.split,
                     })?
                 }
                 "error" => {
@@ -243,6 +271,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
 /// `result`: the entries, decoded one by one into a [`PeerList`]; `None` if it is no array.
 struct EntriesSeed<'z> {
     zone_index: &'z dyn Fn(&str) -> Option<u32>,
+    split: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for EntriesSeed<'_> {
@@ -260,10 +289,25 @@ impl<'de> Visitor<'de> for EntriesSeed<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut list = PeerList::default();
         while list.entries < MAX_ENTRIES {
-            let Some(entry) = seq.next_element::<MaybeEntry>()? else {
-                return Ok(Some(list));
-            };
-            decode_entry(list.entries, entry.0, self.zone_index, &mut list);
+            let index = list.entries;
+            if self.split {
+                let Some(raw) = seq.next_element::<&'de RawValue>()? else {
+                    return Ok(Some(list));
+                };
+                match serde_json::from_str::<MaybeEntry>(raw.get()) {
+                    Ok(entry) => decode_entry(index, entry.0, self.zone_index, &mut list),
+                    Err(_) => list.problems.push(EntryProblem {
+                        index,
+                        problem: "a value JSON allows but no decoder holds (a number beyond \
+                                  64-bit floats, a lone UTF-16 surrogate)",
+                    }),
+                }
+            } else {
+                let Some(entry) = seq.next_element::<MaybeEntry>()? else {
+                    return Ok(Some(list));
+                };
+                decode_entry(index, entry.0, self.zone_index, &mut list);
+            }
             list.entries += 1;
         }
         while seq.next_element::<IgnoredAny>()?.is_some() {
