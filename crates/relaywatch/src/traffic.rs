@@ -286,4 +286,6 @@ impl Traffic {
 }
 
 #[cfg(test)]
+mod model;
+#[cfg(test)]
 mod tests;
