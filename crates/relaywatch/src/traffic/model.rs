@@ -65,8 +65,6 @@ struct Socket {
     listed_clock: u64,
     delivered_clock: u64,
     listed: bool,
-    /// The last poll (count) that listed it.
-    listed_at: Option<u64>,
     /// Out of the dump since this poll count (closed at most `MAX_EVENT_DELAY` polls later).
     hidden: Option<u64>,
 }
@@ -155,14 +153,6 @@ impl World {
     /// The socket admin_peers names for a tuple: the open one, or one closed since the last poll.
     fn listable(&self, tuple: u8) -> Option<usize> {
         let last = self.sockets.iter().rposition(|s| s.tuple == tuple)?;
-        let socket = &self.sockets[last];
-        // Known imprecision, older than `--sockets-interval`: a socket out of the dump that a
-        // dump left unlisted (closing) and that is listed again while still out of the dump gets
-        // a second, cookie-less entry, which replaces the closing one when it leaves in turn
-        // (`tests::a_closing_socket_is_not_replaced_by_its_own_cookieless_entry`).
-        if socket.hidden.is_some() && socket.listed_at.is_none_or(|at| at + 1 != self.polls) {
-            return None;
-        }
         match self.sockets[last].closed {
             None => Some(last),
             Some(at) if at == self.polls => Some(last),
@@ -212,7 +202,6 @@ impl World {
                         delivered_clock: 0,
                         listed: false,
                         hidden: None,
-                        listed_at: None,
                     });
                 }
             }
@@ -283,7 +272,6 @@ impl World {
                     .map(|&index| {
                         self.sockets[index].listed = true;
                         self.sockets[index].listed_clock = self.clock;
-                        self.sockets[index].listed_at = Some(self.polls);
                         let tuple = self.sockets[index].tuple;
                         (key_of(tuple), route_of(tuple))
                     })
