@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use super::schedule::DumpSchedule;
 use super::{lock, Exporter, PeerCounts};
 use crate::classify::{classify_maybe, enode_names_onion, Direction, Route};
 use crate::cli::Mode;
@@ -35,8 +36,8 @@ struct Scratch {
     body: ReplyBuffer,
     diag: Option<SockDiag>,
     dump: sockets::DumpBuffers,
-    /// When the socket counters were last dumped (see `--sockets-interval`).
-    last_dump: Option<Instant>,
+    /// When the socket counters are dumped (see `--sockets-interval`).
+    schedule: DumpSchedule,
 }
 
 impl Exporter {
@@ -86,13 +87,13 @@ impl Exporter {
             body,
             diag,
             dump,
-            last_dump,
+            schedule,
         } = scratch;
         let list = match self.relay.peers_into(body) {
             Ok(list) => list,
             Err(error) => {
                 self.published().peers = None;
-                self.poll_sockets(diag, dump, last_dump, None);
+                self.poll_sockets(diag, dump, schedule, None);
                 self.record(Source::Relay, false, started.elapsed());
                 return Err(error);
             }
@@ -102,7 +103,7 @@ impl Exporter {
             .iter()
             .map(|peer| (peer, classify_maybe(peer.direction, peer.remote, &self.tor)))
             .collect();
-        self.poll_sockets(diag, dump, last_dump, Some(&classified));
+        self.poll_sockets(diag, dump, schedule, Some(&classified));
         self.publish_peers(&list, &classified);
         if self.mode == Mode::OnlyOnion {
             self.detect_leaks(&classified);
@@ -120,7 +121,7 @@ impl Exporter {
         &self,
         diag: &mut Option<SockDiag>,
         buffers: &mut sockets::DumpBuffers,
-        last_dump: &mut Option<Instant>,
+        schedule: &mut DumpSchedule,
         peers: Option<&[(&Peer, Option<Route>)]>,
     ) {
         let keyed: Vec<(ConnKey, Route)> = peers
@@ -150,16 +151,12 @@ impl Exporter {
             .iter()
             .filter_map(|(peer, _)| Some(((peer.local?, peer.remote), peer.direction?)));
         let filter = self.relay_ports.update(peer_ports, traffic.followed());
-        // Half a poll of slack, or a poll that comes a moment early would wait a whole interval.
-        let due =
-            last_dump.is_none_or(|at| at.elapsed() + self.interval / 2 >= self.sockets_interval);
-        if !due {
-            if peers.is_some() {
+        if !schedule.due(Instant::now(), self.interval, self.sockets_interval) {
+            if peers.is_some() && schedule.follows_between_dumps() {
                 traffic.observe_poll(&keyed, None, Instant::now());
             }
             return;
         }
-        *last_dump = Some(started);
         let dump = match diag
             .as_mut()
             .map(|diag| sockets::dump_filtered_into(diag, &filter, buffers))
@@ -175,6 +172,7 @@ impl Exporter {
             }
             None => None,
         };
+        schedule.dumped(started, dump.is_some());
         if let (Some(_), Some(dump)) = (peers, dump) {
             traffic.observe_poll(&keyed, Some(dump), Instant::now());
             self.publish_traffic(&traffic);
