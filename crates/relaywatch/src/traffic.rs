@@ -196,6 +196,14 @@ impl Traffic {
         sockets: Option<&ConnMap<SocketSample>>,
         now: Instant,
     ) {
+        // Expired first: polls stop while admin_peers fails, and an event kept from before
+        // must not be taken by a peer that the first poll after lists on its 4-tuple.
+        self.closing
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < DESTROYED_KEEP);
+        self.destroyed
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < DESTROYED_KEEP);
+        self.finished
+            .retain(|_, at| now.saturating_duration_since(*at) < DESTROYED_KEEP);
         self.polls += 1;
         let poll = self.polls;
         for (key, route) in peers {
@@ -240,12 +248,6 @@ impl Traffic {
         if let Some(sockets) = sockets {
             self.settle_unlisted(sockets, poll, now);
         }
-        self.closing
-            .retain(|_, (_, at)| now.saturating_duration_since(*at) < DESTROYED_KEEP);
-        self.destroyed
-            .retain(|_, (_, at)| now.saturating_duration_since(*at) < DESTROYED_KEEP);
-        self.finished
-            .retain(|_, at| now.saturating_duration_since(*at) < DESTROYED_KEEP);
     }
 
     /// After a dump: the connections that this poll did not list.

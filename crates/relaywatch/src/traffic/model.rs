@@ -155,7 +155,15 @@ impl World {
         let last = self.sockets.iter().rposition(|s| s.tuple == tuple)?;
         match self.sockets[last].closed {
             None => Some(last),
-            Some(at) if at == self.polls => Some(last),
+            // Not once its event waited DESTROYED_KEEP (by design; only an outage of the
+            // polls, a Sleep here, lets the relay list it that late).
+            Some(at)
+                if at == self.polls
+                    && (self.events.iter().any(|(index, _)| *index == last)
+                        || self.sockets[last].delivered_clock + 30 > self.clock) =>
+            {
+                Some(last)
+            }
             Some(_) => None,
         }
     }
@@ -237,6 +245,8 @@ impl World {
                 while !self.events.is_empty() {
                     self.deliver(traffic, now);
                 }
+                // A listing is applied within the poll that asked for it.
+                self.listing = None;
                 self.clock += u64::from(seconds);
             }
             Step::List(mask) => {

@@ -311,3 +311,17 @@ fn a_closing_socket_is_not_replaced_by_its_own_cookieless_entry() {
     assert_eq!(traffic.totals().clearnet_received, 120);
     assert_eq!(traffic.totals().clearnet_sent, 10);
 }
+
+/// Waiting events expire at polls; after an admin_peers outage (no polls for minutes), the first
+/// poll used them before expiring them: an old socket's event on a 4-tuple that a new peer took
+/// was counted as the new peer's.
+#[test]
+fn an_expired_event_is_not_applied_by_the_first_poll_after_an_outage() {
+    let mut traffic = Traffic::default();
+    let now = Instant::now();
+    traffic.observe_destroyed(sample(1, 7, 5000, 5000), now);
+    let later = now + DESTROYED_KEEP * 4;
+    traffic.observe_poll(&[(key(1), Route::Clearnet)], None, later);
+    traffic.observe_poll(&[(key(1), Route::Clearnet)], Some(&sockets(&[])), later);
+    assert_eq!(traffic.totals(), Totals::default());
+}
