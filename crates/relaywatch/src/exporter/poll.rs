@@ -154,6 +154,9 @@ impl Exporter {
         if !schedule.due(Instant::now(), self.interval, self.sockets_interval) {
             if peers.is_some() && schedule.follows_between_dumps() {
                 traffic.observe_poll(&keyed, None, Instant::now());
+                // It counts a newly listed peer's waiting destroy event: published now, not at
+                // the next dump (up to `--sockets-interval` later).
+                self.publish_traffic(&traffic);
             }
             return;
         }
