@@ -162,10 +162,22 @@ impl Traffic {
     }
 
     /// Counts what `sample` adds to what was already counted for its connection.
-    fn apply(&mut self, key: ConnKey, sample: &SocketSample) {
+    fn apply(&mut self, key: ConnKey, sample: &SocketSample, now: Instant) {
         let Some(tracked) = self.tracked.get_mut(&key) else {
             return;
         };
+        if tracked.cookie.is_some_and(|cookie| cookie != sample.cookie) {
+            // Same 4-tuple, new socket: the old one is gone, but its destroy event has not been
+            // applied (it would have ended this entry), and holds its last bytes. It waits as
+            // closing; left here, it would go to the unmatched buffer and, applied to the new
+            // socket's entry, count the old socket a second time.
+            let new = Tracked {
+                listed_in: tracked.listed_in,
+                ..Tracked::new(tracked.route)
+            };
+            let old = std::mem::replace(tracked, new);
+            self.closing.insert(key, (old, now));
+        }
         let (received, sent) = tracked.advance(sample);
         let route = tracked.route;
         self.add(route, received, sent);
@@ -184,6 +196,14 @@ impl Traffic {
         sockets: Option<&ConnMap<SocketSample>>,
         now: Instant,
     ) {
+        // Expired first: polls stop while admin_peers fails, and an event kept from before
+        // must not be taken by a peer that the first poll after lists on its 4-tuple.
+        self.closing
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < DESTROYED_KEEP);
+        self.destroyed
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < DESTROYED_KEEP);
+        self.finished
+            .retain(|_, at| now.saturating_duration_since(*at) < DESTROYED_KEEP);
         self.polls += 1;
         let poll = self.polls;
         for (key, route) in peers {
@@ -209,22 +229,25 @@ impl Traffic {
                 }
             };
             tracked.listed_in = poll;
+            // An unmatched event of another socket (a cookie a dump did not show on this
+            // connection) is not this connection's.
+            let cookie = tracked.cookie;
             if let Some(sample) = sample {
-                self.apply(*key, &sample);
-            } else if let Some((sample, _)) = self.destroyed.remove(key) {
-                self.apply(*key, &sample);
-                self.tracked.remove(key);
+                self.apply(*key, &sample, now);
+            } else if self
+                .destroyed
+                .get(key)
+                .is_some_and(|(sample, _)| cookie.is_none_or(|cookie| cookie == sample.cookie))
+            {
+                if let Some((sample, _)) = self.destroyed.remove(key) {
+                    self.apply(*key, &sample, now);
+                    self.tracked.remove(key);
+                }
             }
         }
         if let Some(sockets) = sockets {
             self.settle_unlisted(sockets, poll, now);
         }
-        self.closing
-            .retain(|_, (_, at)| now.saturating_duration_since(*at) < DESTROYED_KEEP);
-        self.destroyed
-            .retain(|_, (_, at)| now.saturating_duration_since(*at) < DESTROYED_KEEP);
-        self.finished
-            .retain(|_, at| now.saturating_duration_since(*at) < DESTROYED_KEEP);
     }
 
     /// After a dump: the connections that this poll did not list.
@@ -241,9 +264,16 @@ impl Traffic {
         );
         for key in &unlisted {
             match live(sockets, &self.finished, key) {
-                Some(sample) => self.apply(*key, &sample),
+                Some(sample) => self.apply(*key, &sample, now),
                 None => {
-                    if let Some(tracked) = self.tracked.remove(key) {
+                    let Some(tracked) = self.tracked.remove(key) else {
+                        continue;
+                    };
+                    // An entry no dump showed has counted nothing; it must not take the place
+                    // of a closing socket of its tuple that still awaits its event (listed
+                    // again while out of the dump, it is that socket: its event would count
+                    // it from zero a second time).
+                    if tracked.cookie.is_some() || !self.closing.contains_key(key) {
                         self.closing.insert(*key, (tracked, now));
                     }
                 }
@@ -285,5 +315,7 @@ impl Traffic {
     }
 }
 
+#[cfg(test)]
+mod model;
 #[cfg(test)]
 mod tests;

@@ -19,7 +19,14 @@ const TOR: &str = "/usr/sbin/tor";
 pub fn build_static_binaries() -> Result<()> {
     let mut cargo = crate::cargo();
     cargo
-        .args(["build", "--profile", "image", "--locked", "--target", TARGET])
+        .args([
+            "build",
+            "--profile",
+            "image",
+            "--locked",
+            "--target",
+            TARGET,
+        ])
         .args(["--package", "relaywatch", "--package", "labrelay"])
         .env("RUSTFLAGS", "-C target-feature=+crt-static");
     crate::run(cargo)

@@ -12,6 +12,7 @@
 mod poll;
 mod remover;
 mod render;
+mod schedule;
 pub mod workers;
 
 use std::collections::HashMap;

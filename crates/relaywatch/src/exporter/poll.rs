@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use super::schedule::DumpSchedule;
 use super::{lock, Exporter, PeerCounts};
 use crate::classify::{classify_maybe, enode_names_onion, Direction, Route};
 use crate::cli::Mode;
@@ -27,13 +28,6 @@ fn conn_key(peer: &Peer) -> ConnKey {
     (peer.local.unwrap_or(unknown), peer.remote)
 }
 
-/// Whether a poll at `now` dumps the socket counters: the first one does, then one every
-/// `sockets_interval`, with half a poll of slack (a poll that comes a moment early would wait a
-/// whole poll more); every poll when the interval is not longer than a poll.
-fn dump_due(last: Option<Instant>, now: Instant, poll: Duration, sockets: Duration) -> bool {
-    last.is_none_or(|at| now.saturating_duration_since(at) + poll / 2 >= sockets)
-}
-
 /// What the poller keeps from one poll to the next: the connections it holds open, and buffers
 /// that would otherwise be allocated afresh every poll (at 1,000 peers, a 0.5 MB reply and maps
 /// of a thousand sockets: faulting in their pages cost more CPU than using them).
@@ -42,8 +36,8 @@ struct Scratch {
     body: ReplyBuffer,
     diag: Option<SockDiag>,
     dump: sockets::DumpBuffers,
-    /// When the socket counters were last dumped (see `--sockets-interval`).
-    last_dump: Option<Instant>,
+    /// When the socket counters are dumped (see `--sockets-interval`).
+    schedule: DumpSchedule,
 }
 
 impl Exporter {
@@ -93,13 +87,13 @@ impl Exporter {
             body,
             diag,
             dump,
-            last_dump,
+            schedule,
         } = scratch;
         let list = match self.relay.peers_into(body) {
             Ok(list) => list,
             Err(error) => {
                 self.published().peers = None;
-                self.poll_sockets(diag, dump, last_dump, None);
+                self.poll_sockets(diag, dump, schedule, None);
                 self.record(Source::Relay, false, started.elapsed());
                 return Err(error);
             }
@@ -109,7 +103,7 @@ impl Exporter {
             .iter()
             .map(|peer| (peer, classify_maybe(peer.direction, peer.remote, &self.tor)))
             .collect();
-        self.poll_sockets(diag, dump, last_dump, Some(&classified));
+        self.poll_sockets(diag, dump, schedule, Some(&classified));
         self.publish_peers(&list, &classified);
         if self.mode == Mode::OnlyOnion {
             self.detect_leaks(&classified);
@@ -127,7 +121,7 @@ impl Exporter {
         &self,
         diag: &mut Option<SockDiag>,
         buffers: &mut sockets::DumpBuffers,
-        last_dump: &mut Option<Instant>,
+        schedule: &mut DumpSchedule,
         peers: Option<&[(&Peer, Option<Route>)]>,
     ) {
         let keyed: Vec<(ConnKey, Route)> = peers
@@ -157,18 +151,15 @@ impl Exporter {
             .iter()
             .filter_map(|(peer, _)| Some(((peer.local?, peer.remote), peer.direction?)));
         let filter = self.relay_ports.update(peer_ports, traffic.followed());
-        if !dump_due(
-            *last_dump,
-            Instant::now(),
-            self.interval,
-            self.sockets_interval,
-        ) {
-            if peers.is_some() {
+        if !schedule.due(Instant::now(), self.interval, self.sockets_interval) {
+            if peers.is_some() && schedule.follows_between_dumps() {
                 traffic.observe_poll(&keyed, None, Instant::now());
+                // It counts a newly listed peer's waiting destroy event: published now, not at
+                // the next dump (up to `--sockets-interval` later).
+                self.publish_traffic(&traffic);
             }
             return;
         }
-        *last_dump = Some(started);
         let dump = match diag
             .as_mut()
             .map(|diag| sockets::dump_filtered_into(diag, &filter, buffers))
@@ -184,6 +175,7 @@ impl Exporter {
             }
             None => None,
         };
+        schedule.dumped(started, dump.is_some());
         if let (Some(_), Some(dump)) = (peers, dump) {
             traffic.observe_poll(&keyed, Some(dump), Instant::now());
             self.publish_traffic(&traffic);
@@ -328,32 +320,5 @@ impl Exporter {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn socket_dumps_follow_the_sockets_interval() {
-        let (second, start) = (Duration::from_secs(1), Instant::now());
-        let at = |ms: u64| start + Duration::from_millis(ms);
-        let every_5s = |last, now| dump_due(last, now, second, 5 * second);
-        assert!(every_5s(None, start), "the first poll dumps");
-        assert!(!every_5s(Some(start), at(1000)));
-        assert!(!every_5s(Some(start), at(4400)));
-        assert!(every_5s(Some(start), at(4600)), "a poll a moment early");
-        assert!(every_5s(Some(start), at(5000)));
-        // Not longer than a poll: every poll, however the polls drift.
-        assert!(dump_due(Some(start), at(900), second, second));
-        assert!(dump_due(
-            Some(start),
-            at(600),
-            second,
-            Duration::from_millis(100)
-        ));
-        // A clock that seems to go back never panics and waits.
-        assert!(!every_5s(Some(at(1000)), start));
     }
 }

@@ -271,3 +271,57 @@ fn destroy_events_beyond_the_bound_are_counted_as_dropped() {
     traffic.observe_destroyed(sample(0, 0, 20, 20), now);
     assert_eq!(traffic.destroy_events_dropped(), 5);
 }
+
+/// A socket's 4-tuple reused while the old socket's destroy event is late: the dump shows the
+/// new socket (another cookie) on the tracked connection, then the old socket's event arrives.
+/// It went to the unmatched buffer, and the next poll without a dump applied it to the new
+/// socket's connection: the old socket counted twice (from zero again), the new one dropped and
+/// counted from zero again at the next dump.
+#[test]
+fn a_late_event_of_the_old_socket_on_a_reused_tuple_is_counted_once() {
+    let mut traffic = Traffic::default();
+    let now = Instant::now();
+    let peers = [(key(1), Route::Tor)];
+    traffic.observe_poll(&peers, Some(&sockets(&[sample(1, 7, 100, 100)])), now);
+    // Socket 7 closed at 130; socket 8 took its tuple before 7's event was read.
+    traffic.observe_poll(&peers, Some(&sockets(&[sample(1, 8, 5, 5)])), now);
+    traffic.observe_destroyed(sample(1, 7, 130, 130), now);
+    traffic.observe_poll(&peers, None, now);
+    traffic.observe_poll(&peers, Some(&sockets(&[sample(1, 8, 9, 9)])), now);
+    traffic.observe_destroyed(sample(1, 8, 12, 12), now);
+    traffic.observe_poll(&[], Some(&sockets(&[])), now);
+    assert_eq!(traffic.totals().tor_received, 130 + 12);
+    assert_eq!(traffic.totals().tor_sent, 130 + 12);
+}
+
+/// A socket out of the dump (its destroy event not sent yet) that a dump found unlisted, so
+/// closing, and that admin_peers lists again: the dump poll gives it a second entry without a
+/// cookie, which replaced the closing one when it left in turn. The destroy event then counted
+/// the socket from zero a second time.
+#[test]
+fn a_closing_socket_is_not_replaced_by_its_own_cookieless_entry() {
+    let mut traffic = Traffic::default();
+    let now = Instant::now();
+    let peers = [(key(1), Route::Clearnet)];
+    traffic.observe_poll(&peers, Some(&sockets(&[sample(1, 7, 100, 10)])), now);
+    traffic.observe_poll(&[], Some(&sockets(&[])), now); // closing
+    traffic.observe_poll(&peers, Some(&sockets(&[])), now); // listed again, still not dumped
+    traffic.observe_poll(&[], Some(&sockets(&[])), now);
+    traffic.observe_destroyed(sample(1, 7, 120, 10), now);
+    assert_eq!(traffic.totals().clearnet_received, 120);
+    assert_eq!(traffic.totals().clearnet_sent, 10);
+}
+
+/// Waiting events expire at polls; after an admin_peers outage (no polls for minutes), the first
+/// poll used them before expiring them: an old socket's event on a 4-tuple that a new peer took
+/// was counted as the new peer's.
+#[test]
+fn an_expired_event_is_not_applied_by_the_first_poll_after_an_outage() {
+    let mut traffic = Traffic::default();
+    let now = Instant::now();
+    traffic.observe_destroyed(sample(1, 7, 5000, 5000), now);
+    let later = now + DESTROYED_KEEP * 4;
+    traffic.observe_poll(&[(key(1), Route::Clearnet)], None, later);
+    traffic.observe_poll(&[(key(1), Route::Clearnet)], Some(&sockets(&[])), later);
+    assert_eq!(traffic.totals(), Totals::default());
+}

@@ -19,6 +19,10 @@ fn json_value() -> impl Strategy<Value = String> {
         "[ -~]{0,20}".prop_map(|s| serde_json::to_string(&s).unwrap()),
         Just(r#""[fe80::1%eth0]:30303""#.to_string()),
         Just(r#""198.51.100.7:30303""#.to_string()),
+        // Valid JSON text that serde_json will not hold: it must cost only its own entry.
+        Just("1e400".to_string()),
+        Just(r#""\ud800""#.to_string()),
+        any::<f64>().prop_map(|n| format!("{n:e}")),
     ];
     leaf.prop_recursive(3, 16, 4, |inner| {
         prop_oneof![

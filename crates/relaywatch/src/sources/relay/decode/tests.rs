@@ -239,3 +239,48 @@ fn bytes_that_are_not_utf8_in_a_skipped_field_do_not_hide_peers() {
     assert_eq!(list.peers.len(), 1);
     assert_eq!(list.peers[0].remote, "198.51.100.77:30303".parse().unwrap());
 }
+
+/// Values that are valid JSON text but that serde_json refuses to turn into a Rust value (a
+/// number beyond f64, a lone UTF-16 surrogate) in a field the decoder reads, or as a whole
+/// entry: only that entry may suffer. The one-pass decoder failed the whole reply on them, so a
+/// clearnet peer listed beside such an entry was neither classified nor counted as a leak.
+#[test]
+fn a_value_serde_cannot_hold_spoils_only_its_own_entry() {
+    let clearnet = entry(
+        r#"{"localAddress":"10.0.0.5:30303","remoteAddress":"198.51.100.77:30303","inbound":true}"#,
+    );
+    let spoilers = [
+        r#"1e400"#,
+        r#"-1e400"#,
+        r#"{"id":1e400}"#,
+        r#"{"id":"\ud800"}"#,
+        r#"{"enode":"\udc00x"}"#,
+        r#"{"\ud800":1}"#,
+        r#"{"network":1e999}"#,
+        r#"{"network":{"inbound":1e400}}"#,
+        r#"{"network":{"remoteAddress":"\ud800"}}"#,
+        r#"{"network":{"\udfff":true}}"#,
+        r#"{"network":[1e400]}"#,
+        r#"[1e400]"#,
+        r#"{"id":{"a":1e400}}"#,
+    ];
+    for spoiler in spoilers {
+        for body in [
+            format!(r#"{{"result":[{spoiler},{clearnet}]}}"#),
+            format!(r#"{{"result":[{clearnet},{spoiler}]}}"#),
+        ] {
+            let list = parse(&body).unwrap_or_else(|error| panic!("{body}: {error}"));
+            assert_eq!(list.entries, 2, "{body}");
+            let leaks: Vec<_> = list
+                .peers
+                .iter()
+                .filter(|peer| peer.remote == "198.51.100.77:30303".parse().unwrap())
+                .collect();
+            assert_eq!(leaks.len(), 1, "{body}");
+            assert!(
+                !list.problems.is_empty(),
+                "{body}: the spoiled entry is reported"
+            );
+        }
+    }
+}
