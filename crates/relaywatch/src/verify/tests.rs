@@ -415,7 +415,7 @@ fn criteria_table() {
         ("shared stack: other jobs over their limit, other rules unhealthy", Box::new(|fake| {
             fake.prometheus_sample_limit_hits = 3.0;
             fake.foreign_rule_unhealthy = true;
-        }), "PPPPPPP", vec!["rule KubePodCrashLooping (group kubernetes-apps): health \"err\"", "not a project rule group, not judged", "15 of 15 rules of the project's groups healthy"]),
+        }), "PPPPPPP", vec!["rule KubePodCrashLooping (group kubernetes-apps): health \"err\"", "not a project rule group, not judged", "16 of 16 rules of the project's groups healthy"]),
         ("relay over its sample limit in the last hour", Box::new(|fake| fake.samples_per_scrape = 2000.0), "PFPPPPP", vec!["up to 2000 samples per scrape in the last hour, at or over its sample limit 2000 (the deploy bundle's, assumed)"]),
         ("duplicate targets, one down", Box::new(|fake| fake.up.push(("gethrelay", CLEARNET, 0.0))), "FPPPPPP", vec!["gethrelay/gethrelay-clearnet-0: 1 of 2 job=\"gethrelay\" targets down", "gethrelay-clearnet-0: targets 2 gethrelay, 1 relaywatch"]),
         ("prometheus not JSON", Box::new(|fake| fake.broken = Some("<html>502 Bad Gateway</html>".into())), "FFFFFFF", vec!["not a Prometheus API reply (not JSON", "gethrelay-only-onion-0: no match in 1 attempt;", "65 queries failed: not a Prometheus API reply"]),
