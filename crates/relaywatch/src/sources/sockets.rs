@@ -63,7 +63,9 @@ pub fn sample(socket: &TcpSocket) -> Option<SocketSample> {
     })
 }
 
-/// Dumps every TCP socket of the network namespace, keyed by (local, remote).
+/// Dumps every TCP socket of the network namespace, keyed by (local, remote). For tests and
+/// benchmarks; the poller reuses its buffers ([`dump_filtered_into`]).
+#[cfg(test)]
 pub fn dump(diag: &mut SockDiag) -> io::Result<ConnMap<SocketSample>> {
     let mut samples = ConnMap::default();
     keyed(&diag.dump()?, &mut samples);
@@ -80,6 +82,8 @@ pub struct DumpBuffers {
 }
 
 /// Dumps the sockets `filter` selects (see [`RelayPorts::update`]), keyed by (local, remote).
+/// For tests and benchmarks, like [`dump`].
+#[cfg(test)]
 pub fn dump_filtered(
     diag: &mut SockDiag,
     filter: &PortFilter,
