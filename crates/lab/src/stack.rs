@@ -379,12 +379,19 @@ fn wait_scraped(prometheus: &Prometheus, targets: &[Target], timeout: Duration) 
             .query(r#"up{job=~"gethrelay|relaywatch"} == 1"#)
             .map(|v| v.len())
             .unwrap_or(0);
-        // rate() needs two samples per series; the summary's first screen should have them.
+        // rate() needs two samples per series: the summary's first screen and the dashboards'
+        // rate panels (`verify` runs them at once) want them, for gethrelay's targets too
+        // (scraped 3× less often than the sidecars; a CI run once checked a gethrelay target
+        // scraped only once and found its dial and serve rates empty).
         let rated = prometheus
             .query(r#"rate(p2p_ingress_tor{job="relaywatch"}[1m])"#)
             .map(|v| v.len())
             .unwrap_or(0);
-        if up >= want && rated >= targets.len() {
+        let sampled_twice = prometheus
+            .query(r#"rate(up{job=~"gethrelay|relaywatch"}[1m])"#)
+            .map(|v| v.len())
+            .unwrap_or(0);
+        if up >= want && sampled_twice >= want && rated >= targets.len() {
             return Ok(());
         }
         if Instant::now() > deadline {
