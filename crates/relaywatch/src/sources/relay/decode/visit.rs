@@ -18,8 +18,10 @@ macro_rules! ignore_the_rest {
         ignore_the_rest!(@seq None);
         ignore_the_rest!(@map None);
     };
+    // The containers (reply array, entry, network): booleans and strings are ignored too.
     (no_seq) => {
         ignore_the_rest!(@scalars None);
+        ignore_the_rest!(@bool_str None);
         ignore_the_rest!(@map None);
     };
     (no_map) => {
@@ -27,7 +29,16 @@ macro_rules! ignore_the_rest {
     };
     (no_map, $none:expr) => {
         ignore_the_rest!(@scalars $none);
+        ignore_the_rest!(@bool_str $none);
         ignore_the_rest!(@seq $none);
+    };
+    (@bool_str $none:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($none)
+        }
     };
     (@scalars $none:expr) => {
         fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
@@ -189,13 +200,30 @@ impl<'de> Visitor<'de> for EntriesSeed<'_> {
         }
         Ok(Some(list))
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
     ignore_the_rest!(no_seq);
+}
+
+/// The keys an object visitor reads, and which of them it has seen: a key given twice marks
+/// the object `duplicated` (its last value is used, as in Go's encoding/json).
+struct Fields<const N: usize> {
+    names: [&'static str; N],
+    seen: [bool; N],
+}
+
+impl<const N: usize> Fields<N> {
+    fn new(names: [&'static str; N]) -> Self {
+        Fields {
+            names,
+            seen: [false; N],
+        }
+    }
+
+    /// The position of `key` among the names, or `None` for a key the visitor skips.
+    fn slot(&mut self, key: &str, duplicated: &mut bool) -> Option<usize> {
+        let slot = self.names.iter().position(|name| *name == key)?;
+        *duplicated |= std::mem::replace(&mut self.seen[slot], true);
+        Some(slot)
+    }
 }
 
 /// One entry: `None` when it is not an object.
@@ -216,18 +244,12 @@ impl<'de: 'a, 'a> Visitor<'de> for Lenient<Entry<'a>> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut entry = Entry::default();
-        let mut seen = [false; 3];
+        let mut fields = Fields::new(["id", "enode", "network"]);
         while let Some(key) = map.next_key::<Key>()? {
-            let slot = match key.0.as_ref() {
-                "id" => 0,
-                "enode" => 1,
-                "network" => 2,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                    continue;
-                }
+            let Some(slot) = fields.slot(&key.0, &mut entry.duplicated) else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
             };
-            entry.duplicated |= std::mem::replace(&mut seen[slot], true);
             match slot {
                 0 => entry.id = map.next_value::<LenientStr>()?.0,
                 1 => entry.enode = map.next_value::<LenientStr>()?.0,
@@ -239,12 +261,6 @@ impl<'de: 'a, 'a> Visitor<'de> for Lenient<Entry<'a>> {
             }
         }
         Ok(Some(entry))
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
     }
     ignore_the_rest!(no_map);
 }
@@ -269,18 +285,12 @@ impl<'de: 'a, 'a> Visitor<'de> for Lenient<MaybeNetwork<'a>> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut network = Network::default();
         let mut duplicated = false;
-        let mut seen = [false; 3];
+        let mut fields = Fields::new(["localAddress", "remoteAddress", "inbound"]);
         while let Some(key) = map.next_key::<Key>()? {
-            let slot = match key.0.as_ref() {
-                "localAddress" => 0,
-                "remoteAddress" => 1,
-                "inbound" => 2,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                    continue;
-                }
+            let Some(slot) = fields.slot(&key.0, &mut duplicated) else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
             };
-            duplicated |= std::mem::replace(&mut seen[slot], true);
             match slot {
                 0 => network.local = map.next_value::<LenientStr>()?.0,
                 1 => network.remote = map.next_value::<LenientStr>()?.0,
@@ -291,12 +301,6 @@ impl<'de: 'a, 'a> Visitor<'de> for Lenient<MaybeNetwork<'a>> {
             network: Some(network),
             duplicated,
         })
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(MaybeNetwork::none())
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(MaybeNetwork::none())
     }
     ignore_the_rest!(no_map, MaybeNetwork::none());
 }
