@@ -132,20 +132,6 @@ impl Exporter {
         let mut traffic = lock(&self.traffic);
         let started = Instant::now();
 
-        let was_up = self
-            .published()
-            .health
-            .get(Source::Sockets.as_str())
-            .map(|h| h.up);
-        if diag.is_none() {
-            *diag = SockDiag::open()
-                .map_err(|error| {
-                    if was_up != Some(false) {
-                        tracing::warn!("cannot open sock_diag: {error}");
-                    }
-                })
-                .ok();
-        }
         let peer_ports = peers
             .unwrap_or_default()
             .iter()
@@ -159,6 +145,21 @@ impl Exporter {
                 self.publish_traffic(&traffic);
             }
             return;
+        }
+        // Only a poll that dumps needs the socket (reopened here after a failure).
+        let was_up = self
+            .published()
+            .health
+            .get(Source::Sockets.as_str())
+            .map(|h| h.up);
+        if diag.is_none() {
+            *diag = SockDiag::open()
+                .map_err(|error| {
+                    if was_up != Some(false) {
+                        tracing::warn!("cannot open sock_diag: {error}");
+                    }
+                })
+                .ok();
         }
         let dump = match diag
             .as_mut()
